@@ -1,0 +1,450 @@
+"""The I2VGen-XL work of the Triton model, importable and testable without Triton.
+
+``model.py`` beside this file only turns Triton tensors into ``GenerationRequest``
+objects and results back into tensors. Everything else lives here: settings, input
+validation, loading, grouping requests into batched pipeline calls, per-request seeding,
+cancellation between denoising steps, and the conversion to uint8 frames.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+logger = logging.getLogger("i2vgen_xl")
+
+# Seeds are reported back to callers, some of them JavaScript: keep them exact in a double.
+MAX_SEED = 2**53 - 1
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class InvalidRequestError(ValueError):
+    """The request itself is wrong; the caller can fix it."""
+
+
+class GenerationCancelledError(RuntimeError):
+    """Every request of a pipeline call was cancelled, so the call stopped early."""
+
+
+class GenerationFailedError(RuntimeError):
+    """The model ran but produced no usable frames for this request."""
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Model tunables, read once from the Triton config ``parameters`` (all strings there)."""
+
+    model_path: str = ""
+    variant: str = ""  # e.g. "fp16": load the hub's half-precision files
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_num_frames: int = 64
+    max_inference_steps: int = 150
+    max_pixels: int = 1280 * 1280
+    batch_invariant: bool = True
+    enable_vae_slicing: bool = False
+    channels_last: bool = False
+    torch_compile: bool = False
+    cpu_threads: int = 0
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, str], environ: dict[str, str] | None = None,
+                        base_dir: Path | None = None) -> ModelSettings:
+        """Build settings from string parameters; ``I2V_MODEL_PATH`` overrides ``model_path``.
+
+        A relative ``model_path`` is resolved against ``base_dir`` (the model's folder in
+        the repository) when it exists there; otherwise it is kept as a hub id.
+        """
+        environ = dict(os.environ) if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(parameters) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model parameters: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, raw in parameters.items():
+            kind = known[name].type
+            try:
+                if kind == "bool":
+                    values[name] = _parse_bool(raw)
+                elif kind == "int":
+                    values[name] = int(raw)
+                else:
+                    values[name] = raw
+            except ValueError as exc:
+                raise ValueError(f"model parameter {name}: {exc}") from None
+        if environ.get("I2V_MODEL_PATH"):
+            values["model_path"] = environ["I2V_MODEL_PATH"]
+        settings = cls(**values)
+        if base_dir is not None and settings.model_path and not Path(settings.model_path).is_absolute():
+            candidate = (base_dir / settings.model_path).resolve()
+            if candidate.exists():
+                settings = cls(**{**values, "model_path": str(candidate)})
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.model_path:
+            raise ValueError("model_path is empty: set the model parameter or I2V_MODEL_PATH")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, not {self.dtype!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}")
+        for name in ("max_num_frames", "max_inference_steps", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One video to generate, already decoded and validated."""
+
+    image: PIL.Image.Image = field(compare=False)
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+    seed: int
+
+    @property
+    def batch_key(self) -> tuple[int, int, int, int, float]:
+        """What must be equal for requests to share one pipeline call."""
+        return (self.height, self.width, self.num_frames, self.num_inference_steps, self.guidance_scale)
+
+
+def decode_image(data: bytes) -> PIL.Image.Image:
+    """Decode encoded image bytes (PNG, JPEG, WebP, ...) into an RGB image."""
+    if not data:
+        raise InvalidRequestError("IMAGE is empty")
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = PIL.ImageOps.exif_transpose(opened) or opened
+            return image.convert("RGB")
+    except PIL.Image.DecompressionBombError as exc:
+        raise InvalidRequestError(f"IMAGE is too large: {exc}") from None
+    except PIL.UnidentifiedImageError:
+        raise InvalidRequestError("IMAGE is not a decodable image (expected PNG, JPEG, WebP, BMP or GIF)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidRequestError(f"IMAGE is not a decodable image (truncated or corrupt: {exc})") from None
+
+
+def fit_image(image: PIL.Image.Image, width: int, height: int) -> PIL.Image.Image:
+    """Scale to cover ``width`` x ``height`` and crop the centre, as upstream does.
+
+    Done per image here because the upstream helper sizes a whole batch by its first image.
+    """
+    if image.size == (width, height):
+        return image
+    scale = max(width / image.width, height / image.height)
+    resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
+                           resample=PIL.Image.BICUBIC)
+    left = (resized.width - width) // 2
+    top = (resized.height - height) // 2
+    return resized.crop((left, top, left + width, top + height))
+
+
+def build_request(settings: ModelSettings, *, image: bytes, prompt: str, negative_prompt: str | None,
+                  num_frames: int, num_inference_steps: int, guidance_scale: float,
+                  height: int, width: int, seed: int | None) -> GenerationRequest:
+    """Validate raw inputs against the model's limits; raise ``InvalidRequestError`` with the reason."""
+    if not 1 <= num_frames <= settings.max_num_frames:
+        raise InvalidRequestError(f"NUM_FRAMES must be between 1 and {settings.max_num_frames}, got {num_frames}")
+    if not 1 <= num_inference_steps <= settings.max_inference_steps:
+        raise InvalidRequestError(
+            f"NUM_INFERENCE_STEPS must be between 1 and {settings.max_inference_steps}, got {num_inference_steps}")
+    if not np.isfinite(guidance_scale) or not 0.0 <= guidance_scale <= 50.0:
+        raise InvalidRequestError(f"GUIDANCE_SCALE must be a number between 0 and 50, got {guidance_scale}")
+    for name, value in (("HEIGHT", height), ("WIDTH", width)):
+        if value < 64 or value % 8:
+            raise InvalidRequestError(f"{name} must be a multiple of 8 and at least 64, got {value}")
+    if height * width > settings.max_pixels:
+        raise InvalidRequestError(
+            f"HEIGHT x WIDTH = {height * width} pixels exceeds the limit of {settings.max_pixels}")
+    if seed is None:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    elif not 0 <= seed <= MAX_SEED:
+        raise InvalidRequestError(f"SEED must be between 0 and {MAX_SEED}, got {seed}")
+    return GenerationRequest(
+        image=fit_image(decode_image(image), width, height), prompt=prompt, negative_prompt=negative_prompt or "",
+        num_frames=num_frames, num_inference_steps=num_inference_steps,
+        guidance_scale=float(guidance_scale), height=height, width=width, seed=seed)
+
+
+def group_by_batch_key(requests: Sequence[GenerationRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by ``batch_key``, in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(request.batch_key, []).append(index)
+    return list(groups.values())
+
+
+def frames_to_uint8(video: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] to uint8 RGB, rounding rather than truncating."""
+    return np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_batch_invariant(pipeline: Any) -> int:
+    """Make every item's floats independent of its batch neighbours; returns modules changed.
+
+    Measured on CPU (oneDNN/MKL): convolutions, group norms and GEMMs choose their kernel
+    or split by batch size (a single row even takes a GEMV path), so the same item
+    differed by up to 1 LSB in its frames alone and in a batch. Convolutions and group
+    norms now run one sample at a time and linear layers on fixed-size row blocks;
+    attention and layer norms measured invariant and stay as they are.
+    """
+    import torch
+
+    changed = 0
+    for component in pipeline.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for module in component.modules():
+            if "forward" in vars(module):
+                continue  # already wrapped
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.GroupNorm)):
+                module.forward = _per_sample(module.forward)
+            elif isinstance(module, torch.nn.Linear):
+                module.forward = _invariant_linear(module)
+            else:
+                continue
+            changed += 1
+    return changed
+
+
+def _per_sample(forward: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    import torch
+
+    # Contiguous slices: a strided input (as attention leaves it) takes another kernel.
+    def run(x):
+        return torch.cat([forward(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
+
+    return run
+
+
+# Every GEMM runs on blocks of exactly this many rows (the last one zero-padded): with M
+# fixed the library picks one kernel, and a row's result does not depend on its
+# neighbours (measured for the layer shapes of the tiny and the full model).
+GEMM_ROW_BLOCK = 128
+
+
+def _invariant_linear(module: Any) -> Callable[[Any], Any]:
+    import torch
+    import torch.nn.functional as F
+
+    def run(x):
+        rows = x.reshape(-1, x.shape[-1])
+        count = rows.shape[0]
+        padding = -count % GEMM_ROW_BLOCK
+        if padding:
+            rows = torch.cat([rows, rows.new_zeros(padding, rows.shape[1])])
+        out = torch.cat([F.linear(block, module.weight, module.bias) for block in rows.split(GEMM_ROW_BLOCK)])
+        return out[:count].reshape(*x.shape[:-1], out.shape[-1])
+
+    return run
+
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, total); may raise to stop the call."""
+
+
+def _controlled_pipeline_class():
+    """An ``I2VGenXLPipeline`` subclass with seeded image latents and a per-step hook.
+
+    Built lazily so importing this module does not import torch and diffusers.
+    """
+    import torch
+    from diffusers import I2VGenXLPipeline
+
+    class ControlledI2VGenXLPipeline(I2VGenXLPipeline):
+        # Set for the duration of one __call__ by VideoGenerator; one call at a time per
+        # instance, which is how Triton drives a Python model instance.
+        _image_latent_generators: list[torch.Generator] | None = None
+        _step_callback: StepCallback | None = None
+
+        def prepare_image_latents(self, image, device, num_frames, num_videos_per_prompt):
+            # Upstream samples the VAE posterior from the global RNG, so a seed alone is
+            # not reproducible and batch neighbours disturb each other. Sample each item
+            # from its own generator instead; the rest is unchanged.
+            generators = self._image_latent_generators
+            if generators is None:
+                return super().prepare_image_latents(image, device, num_frames, num_videos_per_prompt)
+            posterior = self.vae.encode(image.to(device=device)).latent_dist
+            noise = torch.cat([
+                torch.randn(posterior.mean[i:i + 1].shape, generator=g, device=g.device,
+                            dtype=posterior.mean.dtype).to(device)
+                for i, g in enumerate(generators)])
+            image_latents = (posterior.mean + posterior.std * noise) * self.vae.config.scaling_factor
+            image_latents = image_latents.unsqueeze(2)
+            if num_frames > 1:
+                scales = torch.arange(1, num_frames, device=device, dtype=image_latents.dtype) / (num_frames - 1)
+                position_mask = torch.ones_like(image_latents).repeat(1, 1, num_frames - 1, 1, 1)
+                position_mask = position_mask * scales.view(1, 1, -1, 1, 1)
+                image_latents = torch.cat([image_latents, position_mask], dim=2)
+            image_latents = image_latents.repeat(num_videos_per_prompt, 1, 1, 1, 1)
+            if self.do_classifier_free_guidance:
+                image_latents = torch.cat([image_latents] * 2)
+            return image_latents
+
+        @contextmanager
+        def progress_bar(self, iterable=None, total=None):
+            # The pipeline has no callback_on_step_end; it does call progress_bar.update()
+            # once per denoising step, which is the hook used for progress and cancellation.
+            callback = self._step_callback
+            yield _StepCounter(total or 0, callback)
+
+    return ControlledI2VGenXLPipeline
+
+
+class _StepCounter:
+    def __init__(self, total: int, callback: StepCallback | None) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = callback
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+@dataclass
+class GenerationResult:
+    """Per-request outcome: frames ``[F, H, W, 3]`` uint8, or the error to report."""
+
+    seed: int
+    frames: np.ndarray | None = None
+    error: Exception | None = None
+
+
+class VideoGenerator:
+    """Owns one loaded pipeline and runs batches of ``GenerationRequest``."""
+
+    def __init__(self, pipeline: Any, device: str = "cpu") -> None:
+        self.pipeline = pipeline
+        self.device = device
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> VideoGenerator:
+        """Load weights once with ``from_pretrained`` (a local folder or a hub id)."""
+        import torch
+
+        if settings.cpu_threads > 0:
+            torch.set_num_threads(settings.cpu_threads)
+        dtype = getattr(torch, settings.dtype)
+        started = time.perf_counter()
+        pipeline = _controlled_pipeline_class().from_pretrained(
+            settings.model_path, torch_dtype=dtype, variant=settings.variant or None)
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.to(settings.device)
+        if settings.batch_invariant:
+            make_batch_invariant(pipeline)
+        if settings.enable_vae_slicing:
+            pipeline.enable_vae_slicing()
+        if settings.channels_last:
+            pipeline.unet.to(memory_format=torch.channels_last)
+        if settings.torch_compile:
+            pipeline.unet = torch.compile(pipeline.unet)
+        logger.info("loaded %s on %s as %s in %.2f s", settings.model_path, settings.device, settings.dtype,
+                    time.perf_counter() - started)
+        return cls(pipeline, settings.device)
+
+    def generate(self, requests: Sequence[GenerationRequest],
+                 is_cancelled: Callable[[int], bool] | None = None,
+                 on_step: StepCallback | None = None) -> list[GenerationResult]:
+        """Run every request, one batched pipeline call per ``batch_key`` group.
+
+        ``is_cancelled(i)`` is polled between denoising steps; a group stops early once all
+        of its requests are cancelled. Errors stay per request: one group failing never
+        fails another.
+        """
+        results = [GenerationResult(seed=r.seed) for r in requests]
+        for group in group_by_batch_key(requests):
+            try:
+                videos = self._run_group([requests[i] for i in group], group, is_cancelled, on_step)
+            except GenerationCancelledError as exc:
+                logger.info("pipeline call for %d request(s) %s", len(group), exc)
+                for i in group:
+                    results[i].error = exc
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported per request, never crashes the stub
+                logger.exception("pipeline call failed for %d request(s)", len(group))
+                for i in group:
+                    results[i].error = GenerationFailedError(f"generation failed: {exc}")
+                continue
+            for i, video in zip(group, videos, strict=True):
+                if is_cancelled is not None and is_cancelled(i):
+                    results[i].error = GenerationCancelledError("request was cancelled")
+                elif not np.isfinite(video).all():
+                    # fp16 has produced NaN frames for some users of the real weights.
+                    results[i].error = GenerationFailedError(
+                        "the model produced NaN frames; run it in float32 or bfloat16")
+                else:
+                    results[i].frames = frames_to_uint8(video)
+        return results
+
+    def _run_group(self, group: list[GenerationRequest], indices: list[int],
+                   is_cancelled: Callable[[int], bool] | None, on_step: StepCallback | None) -> np.ndarray:
+        import torch
+
+        first = group[0]
+
+        def step_hook(done: int, total: int) -> None:
+            if on_step is not None:
+                on_step(done, total)
+            if is_cancelled is not None and all(is_cancelled(i) for i in indices):
+                raise GenerationCancelledError(f"cancelled after {done} of {total} denoising steps")
+
+        # One CPU generator per item: CPU random streams are the same on every device,
+        # and an item's noise never depends on its neighbours in the batch.
+        latent_generators = [torch.Generator("cpu").manual_seed(r.seed) for r in group]
+        image_generators = [torch.Generator("cpu").manual_seed(r.seed + 1) for r in group]
+        pipeline = self.pipeline
+        pipeline._image_latent_generators = image_generators
+        pipeline._step_callback = step_hook
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                output = pipeline(
+                    prompt=[r.prompt for r in group],
+                    negative_prompt=[r.negative_prompt for r in group],
+                    image=[r.image for r in group],
+                    height=first.height,
+                    width=first.width,
+                    num_frames=first.num_frames,
+                    num_inference_steps=first.num_inference_steps,
+                    guidance_scale=first.guidance_scale,
+                    generator=latent_generators,
+                    output_type="np",
+                    return_dict=False,
+                )[0]
+        finally:
+            pipeline._image_latent_generators = None
+            pipeline._step_callback = None
+        logger.info("pipeline call: batch=%d size=%dx%d frames=%d steps=%d in %.2f s", len(group), first.width,
+                    first.height, first.num_frames, first.num_inference_steps, time.perf_counter() - started)
+        return np.asarray(output, dtype=np.float32)
+

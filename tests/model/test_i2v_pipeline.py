@@ -1,0 +1,157 @@
+"""The pipeline module alone, without Triton: settings, validation, grouping, seeding, cancel."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from i2v_pipeline import (
+    GenerationCancelledError,
+    GenerationFailedError,
+    InvalidRequestError,
+    ModelSettings,
+    VideoGenerator,
+    build_request,
+    decode_image,
+    fit_image,
+    frames_to_uint8,
+    group_by_batch_key,
+)
+
+from tests.support.media import gradient_png, image_bytes
+
+SETTINGS = ModelSettings(model_path="unused", max_num_frames=32, max_inference_steps=50, max_pixels=512 * 512)
+
+
+def make(settings: ModelSettings = SETTINGS, **overrides):
+    fields = dict(image=gradient_png(), prompt="a cat", negative_prompt=None, num_frames=8,
+                  num_inference_steps=2, guidance_scale=9.0, height=64, width=64, seed=1)
+    fields.update(overrides)
+    return build_request(settings, **fields)
+
+
+class TestSettings:
+    def test_parameters_are_typed_and_env_overrides_model_path(self, tmp_path: Path) -> None:
+        settings = ModelSettings.from_parameters(
+            {"model_path": "weights", "max_num_frames": "24", "channels_last": "true"},
+            environ={"I2V_MODEL_PATH": "ali-vilab/i2vgen-xl"})
+        assert settings.max_num_frames == 24 and settings.channels_last is True
+        assert settings.model_path == "ali-vilab/i2vgen-xl"
+
+    def test_relative_model_path_resolves_against_the_model_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "weights").mkdir()
+        settings = ModelSettings.from_parameters({"model_path": "weights"}, environ={}, base_dir=tmp_path)
+        assert settings.model_path == str(tmp_path / "weights")
+
+    @pytest.mark.parametrize("parameters, message", [
+        ({"model_path": "x", "colour": "red"}, "unknown model parameters: colour"),
+        ({"model_path": "x", "max_num_frames": "many"}, "max_num_frames"),
+        ({"model_path": "x", "dtype": "float8"}, "dtype must be one of"),
+        ({"model_path": "x", "device": "tpu"}, "device must be"),
+        ({"model_path": "x", "batch_invariant": "maybe"}, "not a boolean"),
+        ({}, "model_path is empty"),
+    ])
+    def test_bad_parameters_are_refused_at_load(self, parameters, message) -> None:
+        with pytest.raises(ValueError, match=message):
+            ModelSettings.from_parameters(parameters, environ={})
+
+
+class TestValidation:
+    @pytest.mark.parametrize("overrides, message", [
+        ({"num_frames": 0}, "NUM_FRAMES must be between 1 and 32, got 0"),
+        ({"num_frames": 33}, "NUM_FRAMES must be between 1 and 32"),
+        ({"num_inference_steps": 0}, "NUM_INFERENCE_STEPS must be between 1 and 50"),
+        ({"guidance_scale": float("nan")}, "GUIDANCE_SCALE"),
+        ({"height": 60}, "HEIGHT must be a multiple of 8"),
+        ({"width": 32}, "WIDTH must be a multiple of 8 and at least 64"),
+        ({"height": 1024, "width": 1024}, "exceeds the limit of 262144"),
+        ({"seed": -1}, "SEED must be between 0"),
+        ({"image": b""}, "IMAGE is empty"),
+        ({"image": b"definitely not an image"}, "IMAGE is not a decodable image"),
+        ({"image": image_bytes()[:40]}, "IMAGE is not a decodable image"),
+    ])
+    def test_each_bad_input_names_the_problem(self, overrides, message) -> None:
+        with pytest.raises(InvalidRequestError, match=message):
+            make(**overrides)
+
+    def test_missing_seed_is_picked_and_kept(self) -> None:
+        request = make(seed=None)
+        assert 0 <= request.seed <= 2**53 - 1
+
+    def test_image_is_fitted_to_the_requested_size(self) -> None:
+        request = make(width=128, height=64, image=image_bytes(size=(50, 80)))
+        assert request.image.size == (128, 64) and request.image.mode == "RGB"
+
+    def test_fit_keeps_the_centre(self) -> None:
+        source = PIL.Image.open(io.BytesIO(gradient_png((200, 100))))
+        fitted = fit_image(source, 100, 100)
+        assert fitted.size == (100, 100)
+        # A centre crop of a horizontal gradient starts a quarter of the way in.
+        assert 50 < fitted.getpixel((0, 50))[0] < 80
+
+    def test_decode_converts_modes_to_rgb(self) -> None:
+        for mode in ("L", "RGBA", "P"):
+            assert decode_image(image_bytes(mode=mode)).mode == "RGB"
+
+
+def test_grouping_keeps_order_and_splits_on_shape() -> None:
+    requests = [make(), make(num_frames=16), make(seed=5), make(guidance_scale=1.0), make(num_frames=16)]
+    assert group_by_batch_key(requests) == [[0, 2], [1, 4], [3]]
+
+
+def test_frames_round_to_uint8() -> None:
+    frames = frames_to_uint8(np.array([0.0, 0.499 / 255, 0.5 / 255 + 1e-6, 1.0, 1.2], dtype=np.float32))
+    assert frames.tolist() == [0, 0, 1, 255, 255]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_path: Path) -> VideoGenerator:
+    return VideoGenerator.load(ModelSettings(model_path=str(tiny_model_path)))
+
+
+class TestTinyModel:
+    def test_frames_have_the_requested_shape(self, generator: VideoGenerator) -> None:
+        [result] = generator.generate([make(height=72, width=96, num_frames=5)])
+        assert result.error is None
+        assert result.frames.shape == (5, 72, 96, 3) and result.frames.dtype == np.uint8
+
+    def test_seeded_item_is_bit_identical_alone_and_in_a_batch(self, generator: VideoGenerator) -> None:
+        target = make(seed=42)
+        [alone] = generator.generate([target])
+        batch = generator.generate([make(seed=7, prompt="a dog", image=image_bytes("blue")), target,
+                                    make(seed=9, negative_prompt="blurry")])
+        assert np.array_equal(alone.frames, batch[1].frames)
+        assert not np.array_equal(batch[1].frames, batch[0].frames)
+
+    def test_different_seeds_differ(self, generator: VideoGenerator) -> None:
+        first, second = generator.generate([make(seed=1), make(seed=2)])
+        assert not np.array_equal(first.frames, second.frames)
+
+    def test_cancelled_group_stops_between_steps(self, generator: VideoGenerator) -> None:
+        steps_seen: list[int] = []
+        results = generator.generate([make(num_inference_steps=20)], is_cancelled=lambda i: len(steps_seen) >= 2,
+                                     on_step=lambda done, total: steps_seen.append(done))
+        assert isinstance(results[0].error, GenerationCancelledError)
+        assert steps_seen == [1, 2]
+        assert "after 2 of 20" in str(results[0].error)
+
+    def test_a_cancelled_neighbour_does_not_stop_the_others(self, generator: VideoGenerator) -> None:
+        results = generator.generate([make(seed=1), make(seed=2)], is_cancelled=lambda i: i == 0)
+        assert isinstance(results[0].error, GenerationCancelledError)
+        assert results[1].error is None and results[1].frames is not None
+
+    def test_nan_frames_become_a_per_request_error(self, generator: VideoGenerator, monkeypatch) -> None:
+        real_run = generator._run_group
+
+        def poisoned(group, *args):
+            videos = real_run(group, *args)
+            videos[0, 0, 0, 0, 0] = np.nan
+            return videos
+
+        monkeypatch.setattr(generator, "_run_group", poisoned)
+        first, second = generator.generate([make(seed=1), make(seed=2)])
+        assert isinstance(first.error, GenerationFailedError) and "NaN" in str(first.error)
+        assert second.frames is not None

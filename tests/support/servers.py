@@ -1,0 +1,126 @@
+"""Start real servers for integration tests: free ports, health wait, logs on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ManagedProcess:
+    """A server process whose output goes to a log file that tests can show on failure."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path = REPO_ROOT) -> None:
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        # A new session, so stopping it also stops the children a launcher script started.
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited before {what}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: no {what} after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"(no log at {self.log_path})"
+        return "\n".join(text[-lines:])
+
+
+class TritonServer(ManagedProcess):
+    """``scripts/start_triton.sh`` in the foreground on free ports."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        ports = {
+            "TRITON_HTTP_PORT": str(self.http_port),
+            "TRITON_GRPC_PORT": str(self.grpc_port),
+            "TRITON_METRICS_PORT": str(self.metrics_port),
+            "I2V_LOG_DIR": str(log_dir),
+        }
+        super().__init__("tritonserver", [str(REPO_ROOT / "scripts" / "start_triton.sh")],
+                         log_dir / "start_triton.out", {**ports, **(env or {})})
+        self.server_log = log_dir / "triton.log"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def wait_ready(self, timeout: float = 300) -> TritonServer:
+        self.wait_until(lambda: http_ok(f"http://{self.http_url}/v2/models/i2vgen_xl/ready"), timeout,
+                        "ready model")
+        return self
+
+    def log_tail(self, lines: int = 60) -> str:
+        launcher = super().log_tail(lines)
+        try:
+            server = "\n".join(self.server_log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            server = "(no triton.log)"
+        return f"{launcher}\n--- triton.log ---\n{server}"
