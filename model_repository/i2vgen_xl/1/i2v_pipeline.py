@@ -62,8 +62,11 @@ class ModelSettings:
     max_num_frames: int = 64
     max_inference_steps: int = 150
     max_pixels: int = 1280 * 1280
+    # True: each request of a group runs as its own pipeline call, so its frames cannot depend
+    # on its neighbours. False: one batched call per group (faster on CPU for small videos),
+    # where ATen's vectorised element-wise kernels make a seeded item differ by rounding.
     batch_invariant: bool = True
-    enable_vae_slicing: bool = False
+    vae_tiling: bool = False  # decode in overlapping tiles: less memory at high resolution
     channels_last: bool = False
     torch_compile: bool = False
     cpu_threads: int = 0
@@ -207,66 +210,6 @@ def frames_to_uint8(video: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
 
 
-def make_batch_invariant(pipeline: Any) -> int:
-    """Make every item's floats independent of its batch neighbours; returns modules changed.
-
-    Measured on CPU (oneDNN/MKL): convolutions, group norms and GEMMs choose their kernel
-    or split by batch size (a single row even takes a GEMV path), so the same item
-    differed by up to 1 LSB in its frames alone and in a batch. Convolutions and group
-    norms now run one sample at a time and linear layers on fixed-size row blocks;
-    attention and layer norms measured invariant and stay as they are.
-    """
-    import torch
-
-    changed = 0
-    for component in pipeline.components.values():
-        if not isinstance(component, torch.nn.Module):
-            continue
-        for module in component.modules():
-            if "forward" in vars(module):
-                continue  # already wrapped
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.GroupNorm)):
-                module.forward = _per_sample(module.forward)
-            elif isinstance(module, torch.nn.Linear):
-                module.forward = _invariant_linear(module)
-            else:
-                continue
-            changed += 1
-    return changed
-
-
-def _per_sample(forward: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    import torch
-
-    # Contiguous slices: a strided input (as attention leaves it) takes another kernel.
-    def run(x):
-        return torch.cat([forward(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
-
-    return run
-
-
-# Every GEMM runs on blocks of exactly this many rows (the last one zero-padded): with M
-# fixed the library picks one kernel, and a row's result does not depend on its
-# neighbours (measured for the layer shapes of the tiny and the full model).
-GEMM_ROW_BLOCK = 128
-
-
-def _invariant_linear(module: Any) -> Callable[[Any], Any]:
-    import torch
-    import torch.nn.functional as F
-
-    def run(x):
-        rows = x.reshape(-1, x.shape[-1])
-        count = rows.shape[0]
-        padding = -count % GEMM_ROW_BLOCK
-        if padding:
-            rows = torch.cat([rows, rows.new_zeros(padding, rows.shape[1])])
-        out = torch.cat([F.linear(block, module.weight, module.bias) for block in rows.split(GEMM_ROW_BLOCK)])
-        return out[:count].reshape(*x.shape[:-1], out.shape[-1])
-
-    return run
-
-
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total); may raise to stop the call."""
 
@@ -343,9 +286,10 @@ class GenerationResult:
 class VideoGenerator:
     """Owns one loaded pipeline and runs batches of ``GenerationRequest``."""
 
-    def __init__(self, pipeline: Any, device: str = "cpu") -> None:
+    def __init__(self, pipeline: Any, device: str = "cpu", batch_invariant: bool = True) -> None:
         self.pipeline = pipeline
         self.device = device
+        self.batch_invariant = batch_invariant
 
     @classmethod
     def load(cls, settings: ModelSettings) -> VideoGenerator:
@@ -354,48 +298,68 @@ class VideoGenerator:
 
         if settings.cpu_threads > 0:
             torch.set_num_threads(settings.cpu_threads)
-        dtype = getattr(torch, settings.dtype)
         started = time.perf_counter()
         pipeline = _controlled_pipeline_class().from_pretrained(
-            settings.model_path, torch_dtype=dtype, variant=settings.variant or None)
-        pipeline.set_progress_bar_config(disable=True)
-        pipeline.to(settings.device)
-        if settings.batch_invariant:
-            make_batch_invariant(pipeline)
-        if settings.enable_vae_slicing:
-            pipeline.enable_vae_slicing()
-        if settings.channels_last:
-            pipeline.unet.to(memory_format=torch.channels_last)
-        if settings.torch_compile:
-            pipeline.unet = torch.compile(pipeline.unet)
+            settings.model_path, torch_dtype=getattr(torch, settings.dtype), variant=settings.variant or None)
+        generator = cls.from_pipeline(pipeline, settings)
         logger.info("loaded %s on %s as %s in %.2f s", settings.model_path, settings.device, settings.dtype,
                     time.perf_counter() - started)
-        return cls(pipeline, settings.device)
+        return generator
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, settings: ModelSettings) -> VideoGenerator:
+        """Wrap an in-memory ``I2VGenXLPipeline`` and apply the runtime options of ``settings``."""
+        import torch
+
+        controlled_class = _controlled_pipeline_class()
+        if not isinstance(pipeline, controlled_class):
+            pipeline = controlled_class(**pipeline.components)
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.to(settings.device, getattr(torch, settings.dtype))
+        if settings.vae_tiling:
+            # Frames are already decoded one at a time (decode_chunk_size=1); tiling also
+            # splits each frame, which bounds decoder memory at 1280x720 and above.
+            pipeline.vae.enable_tiling()
+        if settings.channels_last:
+            # The 3-D UNet also has 5-D weights, which have no channels-last layout.
+            for module in pipeline.unet.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
+        if settings.torch_compile:
+            pipeline.unet = torch.compile(pipeline.unet)
+        return cls(pipeline, settings.device, settings.batch_invariant)
 
     def generate(self, requests: Sequence[GenerationRequest],
                  is_cancelled: Callable[[int], bool] | None = None,
                  on_step: StepCallback | None = None) -> list[GenerationResult]:
-        """Run every request, one batched pipeline call per ``batch_key`` group.
+        """Run every request, grouped by ``batch_key`` into pipeline calls.
 
-        ``is_cancelled(i)`` is polled between denoising steps; a group stops early once all
-        of its requests are cancelled. Errors stay per request: one group failing never
+        A group is one batched call, or one call per request when ``batch_invariant``.
+        ``is_cancelled(i)`` is polled between denoising steps; a call stops early once all
+        of its requests are cancelled. Errors stay per request: one call failing never
         fails another.
         """
         results = [GenerationResult(seed=r.seed) for r in requests]
-        for group in group_by_batch_key(requests):
+        calls = [[i] for group in group_by_batch_key(requests) for i in group] if self.batch_invariant \
+            else group_by_batch_key(requests)
+        for call in calls:
+            if is_cancelled is not None and all(is_cancelled(i) for i in call):
+                for i in call:
+                    results[i].error = GenerationCancelledError("request was cancelled before it started")
+                continue
             try:
-                videos = self._run_group([requests[i] for i in group], group, is_cancelled, on_step)
+                videos = self._run_group([requests[i] for i in call], call, is_cancelled, on_step)
             except GenerationCancelledError as exc:
-                logger.info("pipeline call for %d request(s) %s", len(group), exc)
-                for i in group:
+                logger.info("pipeline call for %d request(s) %s", len(call), exc)
+                for i in call:
                     results[i].error = exc
                 continue
             except Exception as exc:  # noqa: BLE001 - reported per request, never crashes the stub
-                logger.exception("pipeline call failed for %d request(s)", len(group))
-                for i in group:
+                logger.exception("pipeline call failed for %d request(s)", len(call))
+                for i in call:
                     results[i].error = GenerationFailedError(f"generation failed: {exc}")
                 continue
-            for i, video in zip(group, videos, strict=True):
+            for i, video in zip(call, videos, strict=True):
                 if is_cancelled is not None and is_cancelled(i):
                     results[i].error = GenerationCancelledError("request was cancelled")
                 elif not np.isfinite(video).all():
