@@ -7,7 +7,8 @@
 #
 # Environment: TRITON_HTTP_PORT (8010), TRITON_GRPC_PORT (8011), TRITON_METRICS_PORT (8012),
 # TRITON_BIND_ADDRESS (127.0.0.1), TRITON_MODEL_CONFIG_NAME (empty = config.pbtxt; "gpu"),
-# TRITON_READY_TIMEOUT seconds (300), I2V_MODEL_PATH (weights folder or hub id),
+# TRITON_READY_TIMEOUT seconds (300), TRITON_MODEL_REPOSITORY (model_repository/),
+# I2V_MODEL_PATH (weights folder or hub id),
 # I2V_PYTHON (the interpreter that runs the model; default .venv/bin/python), I2V_LOG_DIR (logs).
 set -euo pipefail
 
@@ -21,6 +22,7 @@ METRICS_PORT="${TRITON_METRICS_PORT:-8012}"
 BIND="${TRITON_BIND_ADDRESS:-127.0.0.1}"
 READY_TIMEOUT="${TRITON_READY_TIMEOUT:-300}"
 MODEL="i2vgen_xl"
+MODEL_REPOSITORY="${TRITON_MODEL_REPOSITORY:-$ROOT/model_repository}"
 mode="${1:-foreground}"
 
 stop_pid() {
@@ -63,7 +65,7 @@ export PATH="$TRITON_PYTHON_BIN_DIR:$PATH"
 export LD_LIBRARY_PATH="$TRITON_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 "$TRITONSERVER_BIN" \
-  --model-repository="$ROOT/model_repository" \
+  --model-repository="$MODEL_REPOSITORY" \
   --backend-directory="$TRITON_BACKEND_DIR" \
   "${config_args[@]}" \
   --http-address="$BIND" --http-port="$HTTP_PORT" \

@@ -13,6 +13,6 @@ source .venv/bin/activate
 printf '\n==> ruff\n'
 ruff check .
 printf '\n==> mypy\n'
-mypy gateway client
+mypy gateway client/i2v_client
 printf '\n==> pytest\n'
 python -m pytest "$@"

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, ManagedProcess, TritonServer
+from tests.support.servers import REPO_ROOT, GatewayServer, ManagedProcess, TritonServer
 
 sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
+sys.path.insert(0, str(REPO_ROOT / "client"))
 
 TINY_MODEL = REPO_ROOT / "models" / "tiny-i2vgen-xl"
+API_TOKEN = "test-token-0123456789"
 _started: list[ManagedProcess] = []
 
 
@@ -32,6 +34,32 @@ def triton(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     server.start().wait_ready()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Start a gateway with extra ``I2V_*`` settings; all are stopped at the end of the session."""
+    gateways: list[GatewayServer] = []
+
+    def start(env: dict[str, str] | None = None, triton_grpc_url: str | None = None) -> GatewayServer:
+        server = GatewayServer(tmp_path_factory.mktemp("gateway"), triton_grpc_url or triton.grpc_url, API_TOKEN,
+                               env)
+        gateways.append(server)
+        _started.append(server)
+        return server.start().wait_healthy()
+
+    yield start
+    for server in gateways:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway) -> GatewayServer:
+    """The default gateway, with small input limits so the limit tests stay light."""
+    return start_gateway({"I2V_MAX_BODY_BYTES": str(4 * 1024 * 1024), "I2V_MAX_IMAGE_BYTES": str(2 * 1024 * 1024),
+                          "I2V_MAX_IMAGE_PIXELS": str(12_000_000),
+                          # The documented 512p, 50-step example takes minutes on a CI CPU.
+                          "I2V_INFERENCE_TIMEOUT_S": "1500"})
 
 
 @pytest.hookimpl(hookwrapper=True)

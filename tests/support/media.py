@@ -22,3 +22,36 @@ def gradient_png(size: tuple[int, int] = (96, 64)) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def probe_mp4(data: bytes) -> dict:
+    """What a player sees in an MP4: codec, size, frame count, fps, pixel format, faststart."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        info = {
+            "codec": stream.codec_context.name,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "fps": float(stream.average_rate),
+            "frames": frames,
+        }
+    # faststart: the index (moov) comes before the media data (mdat), so playback starts early.
+    info["faststart"] = 0 <= data.find(b"moov") < data.find(b"mdat")
+    return info

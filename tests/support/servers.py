@@ -124,3 +124,27 @@ class TritonServer(ManagedProcess):
         except FileNotFoundError:
             server = "(no triton.log)"
         return f"{launcher}\n--- triton.log ---\n{server}"
+
+
+class GatewayServer(ManagedProcess):
+    """``python -m gateway`` on a free port."""
+
+    def __init__(self, log_dir: Path, triton_grpc_url: str, token: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.token = token
+        settings = {
+            "I2V_API_PORT": str(self.port),
+            "I2V_API_TOKEN": token,
+            "I2V_TRITON_GRPC_URL": triton_grpc_url,
+            "I2V_OUTPUTS_DIR": str(log_dir / "outputs"),
+        }
+        super().__init__("gateway", [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "gateway"],
+                         log_dir / "gateway.log", {**settings, **(env or {})})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_healthy(self, timeout: float = 60) -> GatewayServer:
+        self.wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "healthy /healthz")
+        return self

@@ -1,0 +1,30 @@
+"""``python -m gateway``: serve the API with uvicorn, configured from ``I2V_*`` variables."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.app import create_app
+from gateway.config import Settings
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        messages = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        print(f"gateway: configuration error: {messages}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+                # Our RequestLogMiddleware logs requests; uvicorn's would log ?token= values.
+                access_log=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The application factory: ``create_app(settings)`` wires settings, clients and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from gateway.api.routes import router
+from gateway.config import Settings
+from gateway.errors import install_error_handlers
+from gateway.limits import BodySizeLimitMiddleware
+from gateway.outputs import URL_PREFIX, OutputStore
+from gateway.request_log import RequestLogMiddleware
+from gateway.service import GenerationService
+from gateway.triton_client import TritonClient
+
+logger = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    outputs = OutputStore(settings.outputs_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The gRPC aio channel belongs to the running loop, so it is opened here.
+        triton = TritonClient(settings.triton_grpc_url, settings.triton_model, settings.inference_timeout_s)
+        app.state.generation = GenerationService(settings, triton, outputs)
+        if settings.insecure_no_auth and settings.api_token is None:
+            logger.warning("I2V_INSECURE_NO_AUTH is set: the API accepts requests without a token")
+        try:
+            yield
+        finally:
+            await triton.close()
+
+    app = FastAPI(
+        title="I2VGen-XL image-to-video API",
+        version="1.0.0",
+        description="Turn an image and a prompt into a short MP4 video. Served by I2VGen-XL on NVIDIA Triton.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
+    app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware)
+    return app

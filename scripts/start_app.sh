@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The product in one command: set up on first run, start Triton and the gateway, print the
+# URLs, and stop both on Ctrl-C.
+#
+#   I2V_API_TOKEN=... scripts/start_app.sh
+#
+# Without I2V_API_TOKEN a random token is made once, kept in .api_token (git-ignored), and
+# printed. I2V_API_PORT (8000) is the gateway port; Triton uses TRITON_*_PORT (8010-8012)
+# on 127.0.0.1. Logs go to logs/. I2V_MODEL_PATH selects other weights.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export I2V_API_PORT="${I2V_API_PORT:-8000}"
+export I2V_API_HOST="${I2V_API_HOST:-127.0.0.1}"
+export TRITON_GRPC_PORT="${TRITON_GRPC_PORT:-8011}"
+export I2V_TRITON_GRPC_URL="${I2V_TRITON_GRPC_URL:-127.0.0.1:$TRITON_GRPC_PORT}"
+LOG_DIR="${I2V_LOG_DIR:-$ROOT/logs}"
+export I2V_LOG_DIR="$LOG_DIR"
+mkdir -p "$LOG_DIR"
+
+bash scripts/setup.sh
+PY="$ROOT/.venv/bin/python"
+
+if [[ -z "${I2V_API_TOKEN:-}" && "${I2V_INSECURE_NO_AUTH:-}" != "true" ]]; then
+  if [[ ! -s .api_token ]]; then
+    (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >.api_token)
+  fi
+  I2V_API_TOKEN="$(cat .api_token)"
+  export I2V_API_TOKEN
+  token_note="(generated, kept in .api_token)"
+else
+  token_note="(from I2V_API_TOKEN)"
+fi
+
+if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('$I2V_API_HOST', $I2V_API_PORT)) != 0)"; then
+  echo "error: port $I2V_API_PORT is in use; set I2V_API_PORT to a free port" >&2
+  exit 1
+fi
+
+triton_pid="" gateway_pid=""
+stop_all() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  [[ -n "$gateway_pid" ]] && kill -TERM "$gateway_pid" 2>/dev/null || true
+  [[ -n "$triton_pid" ]] && kill -TERM "$triton_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  echo "stopped"
+}
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
+
+echo "==> starting Triton (log: $LOG_DIR/triton.log)"
+scripts/start_triton.sh >"$LOG_DIR/start_triton.out" 2>&1 &
+triton_pid=$!
+until grep -q "tritonserver ready" "$LOG_DIR/start_triton.out" 2>/dev/null; do
+  if ! kill -0 "$triton_pid" 2>/dev/null; then
+    cat "$LOG_DIR/start_triton.out" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+
+echo "==> starting the gateway (log: $LOG_DIR/gateway.log)"
+"$PY" -m gateway >>"$LOG_DIR/gateway.log" 2>&1 &
+gateway_pid=$!
+base="http://$I2V_API_HOST:$I2V_API_PORT"
+for _ in $(seq 1 120); do
+  curl -sf -o /dev/null "$base/readyz" && break
+  if ! kill -0 "$gateway_pid" 2>/dev/null; then
+    tail -n 20 "$LOG_DIR/gateway.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+
+cat <<INFO
+
+  API          $base/api/v1/generate
+  API docs     $base/docs
+  health       $base/healthz   $base/readyz
+  videos       $base/outputs/
+  Triton       HTTP 127.0.0.1:${TRITON_HTTP_PORT:-8010}  gRPC 127.0.0.1:$TRITON_GRPC_PORT  metrics http://127.0.0.1:${TRITON_METRICS_PORT:-8012}/metrics
+  API token    $token_note
+
+Press Ctrl-C to stop.
+INFO
+
+# Exit (and stop the other) as soon as either process ends.
+wait -n "$triton_pid" "$gateway_pid" || true
+echo "a service exited; see $LOG_DIR" >&2
+exit 1
