@@ -15,17 +15,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
+from triton_stats import model_counts, settled_counts  # noqa: E402
 
 from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
-
-
-def counts(client: grpcclient.InferenceServerClient) -> tuple[int, int]:
-    stats = client.get_inference_statistics(MODEL_NAME, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 def infer_many(client: grpcclient.InferenceServerClient, requests: list[VideoRequest]) -> list:
@@ -75,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ok &= shape_ok
     print(f"{'PASS' if shape_ok else 'FAIL'} shape {frames.shape} {frames.dtype}, alone {report['alone_s']} s")
 
-    before = counts(client)
+    before = model_counts(client)
     requests = [VideoRequest(**base, seed=1 + i) for i in range(args.concurrency)]
     started = time.perf_counter()
     results = infer_many(client, requests)
     report["concurrent_s"] = round(time.perf_counter() - started, 3)
-    after = counts(client)
+    after = settled_counts(client, before[0] + len(requests))
     report["requests"], report["executions"] = after[0] - before[0], after[1] - before[1]
     failures = [r for r in results if isinstance(r, Exception)]
     ok &= not failures

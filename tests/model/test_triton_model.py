@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from triton_stats import model_counts, settled_counts
 from tritonclient.utils import InferenceServerException
 
 from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
@@ -38,12 +39,6 @@ def grpc(triton: TritonServer) -> grpcclient.InferenceServerClient:
 
 def infer_http(client: httpclient.InferenceServerClient, request: VideoRequest):
     return client.infer(MODEL_NAME, build_inputs(httpclient, request))
-
-
-def counts(client: httpclient.InferenceServerClient) -> tuple[int, int]:
-    """(requests, model executions) served so far."""
-    stats = client.get_inference_statistics(MODEL_NAME)["model_stats"][0]
-    return int(stats["inference_count"]), int(stats["execution_count"])
 
 
 def run_concurrently(client: httpclient.InferenceServerClient, requests: list[VideoRequest]):
@@ -87,10 +82,10 @@ def test_unseeded_request_reports_the_seed_it_used(http) -> None:
 
 
 def test_concurrent_same_shape_requests_share_executions(http) -> None:
-    before_requests, before_executions = counts(http)
+    before_requests, before_executions = model_counts(http)
     results = run_concurrently(http, [video(seed=s) for s in range(6)])
     assert all(not isinstance(r, Exception) for r in results), results
-    requests, executions = counts(http)
+    requests, executions = settled_counts(http, before_requests + 6)
     assert requests - before_requests == 6
     assert executions - before_executions < 6, "dynamic batching should group concurrent requests"
 
@@ -106,11 +101,11 @@ def test_mixed_shapes_all_succeed(http) -> None:
 def test_seeded_frames_are_bit_identical_alone_and_in_a_batch(http) -> None:
     target = video(seed=1234, prompt="waves on a beach")
     alone = infer_http(http, target).as_numpy("FRAMES")
-    before_requests, before_executions = counts(http)
+    before_requests, before_executions = model_counts(http)
     neighbours = [video(seed=s, image=image_bytes(c), prompt=p)
                   for s, c, p in ((5, "blue", "a dog"), (6, "green", "rain"), (7, "white", "snow"))]
     results = run_concurrently(http, [neighbours[0], target, neighbours[1], neighbours[2]])
-    requests, executions = counts(http)
+    requests, executions = settled_counts(http, before_requests + 4)
     assert executions - before_executions < requests - before_requests, "the requests were not batched"
     assert np.array_equal(alone, results[1].as_numpy("FRAMES"))
     assert not np.array_equal(results[1].as_numpy("FRAMES"), results[0].as_numpy("FRAMES"))
