@@ -8,6 +8,7 @@ cancellation between denoising steps, and the conversion to uint8 frames.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -214,10 +215,11 @@ StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total); may raise to stop the call."""
 
 
+@functools.cache
 def _controlled_pipeline_class():
     """An ``I2VGenXLPipeline`` subclass with seeded image latents and a per-step hook.
 
-    Built lazily so importing this module does not import torch and diffusers.
+    Built lazily (and once) so importing this module does not import torch and diffusers.
     """
     import torch
     from diffusers import I2VGenXLPipeline
@@ -286,9 +288,8 @@ class GenerationResult:
 class VideoGenerator:
     """Owns one loaded pipeline and runs batches of ``GenerationRequest``."""
 
-    def __init__(self, pipeline: Any, device: str = "cpu", batch_invariant: bool = True) -> None:
+    def __init__(self, pipeline: Any, batch_invariant: bool = True) -> None:
         self.pipeline = pipeline
-        self.device = device
         self.batch_invariant = batch_invariant
 
     @classmethod
@@ -327,7 +328,7 @@ class VideoGenerator:
                     module.to(memory_format=torch.channels_last)
         if settings.torch_compile:
             pipeline.unet = torch.compile(pipeline.unet)
-        return cls(pipeline, settings.device, settings.batch_invariant)
+        return cls(pipeline, settings.batch_invariant)
 
     def generate(self, requests: Sequence[GenerationRequest],
                  is_cancelled: Callable[[int], bool] | None = None,

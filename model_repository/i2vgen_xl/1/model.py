@@ -5,6 +5,7 @@ Nothing here knows about diffusion; see ``i2v_pipeline.py`` beside this file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -56,7 +57,7 @@ class TritonPythonModel:
         settings = ModelSettings.from_parameters(parameters, base_dir=model_dir)
         if settings.device.startswith("cuda") and args.get("model_instance_kind") == "GPU":
             # One instance per GPU in the instance group: use the device Triton assigned.
-            settings = ModelSettings(**{**settings.__dict__, "device": f"cuda:{args['model_instance_device_id']}"})
+            settings = dataclasses.replace(settings, device=f"cuda:{args['model_instance_device_id']}")
         self.settings = settings
         self.generator = VideoGenerator.load(settings)
 
