@@ -15,6 +15,7 @@ from gateway.config import Settings
 from gateway.errors import install_error_handlers
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.outputs import URL_PREFIX, OutputStore
+from gateway.rate_limit import ConcurrencyLimiter, TokenBucketLimiter
 from gateway.request_log import RequestLogMiddleware
 from gateway.service import GenerationService
 from gateway.triton_client import TritonClient
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         # The gRPC aio channel belongs to the running loop, so it is opened here.
         triton = TritonClient(settings.triton_grpc_url, settings.triton_model, settings.inference_timeout_s)
         app.state.generation = GenerationService(settings, triton, outputs)
-        if settings.insecure_no_auth and settings.api_token is None:
+        if settings.insecure_no_auth and not settings.api_keys:
             logger.warning("I2V_INSECURE_NO_AUTH is set: the API accepts requests without a token")
         try:
             yield
@@ -44,6 +45,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = (TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+                              if settings.rate_limit_per_minute > 0 else None)
+    app.state.generation_slots = (ConcurrencyLimiter(settings.max_concurrent_per_key)
+                                  if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)
     app.include_router(router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.

@@ -23,8 +23,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS; none by default.")
 
-    # --- auth ---
-    api_token: SecretStr | None = Field(None, description="Bearer token callers must present.")
+    # --- auth and limits ---
+    api_token: SecretStr | None = Field(None, description="Bearer token callers must present (key name 'default').")
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict, description="More keys, 'name=key,name2=key2'; the name appears in logs.")
+    api_keys_file: Path | None = Field(None, description="File of named keys, one 'name=key' a line, # comments.")
+    rate_limit_per_minute: float = Field(
+        60, ge=0, description="Requests a minute per key, and per IP for failed logins; 0 turns limits off.")
+    rate_limit_burst: int = Field(10, ge=1, description="Requests allowed at once before the rate applies.")
+    max_concurrent_per_key: int = Field(4, ge=0, description="Generations in flight per key; 0 = no limit.")
     allow_query_token: bool = Field(True, description="Accept the legacy ?token= query parameter.")
     insecure_no_auth: bool = Field(False, description="Run without a token (development only).")
 
@@ -44,21 +51,46 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _split_origins(cls, values: dict) -> dict:
-        origins = values.get("cors_origins") if isinstance(values, dict) else None
+    def _split_lists(cls, values: dict) -> dict:
+        if not isinstance(values, dict):
+            return values
+        origins = values.get("cors_origins")
         if isinstance(origins, str):
             values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        keys = values.get("api_keys")
+        if isinstance(keys, str):
+            values["api_keys"] = _parse_named_keys(keys.split(","), "I2V_API_KEYS")
         return values
 
     @model_validator(mode="after")
-    def _require_a_real_token(self) -> Settings:
-        token = self.api_token.get_secret_value() if self.api_token else ""
-        if not token and not self.insecure_no_auth:
+    def _require_real_keys(self) -> Settings:
+        # Every key ends up in api_keys under its name: I2V_API_TOKEN is 'default'.
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            self.api_keys = {**_parse_named_keys(lines, str(self.api_keys_file)), **self.api_keys}
+        if self.api_token is not None:
+            self.api_keys = {"default": self.api_token, **self.api_keys}
+        if not self.api_keys and not self.insecure_no_auth:
             raise ValueError("I2V_API_TOKEN is not set. Set it to a long random secret "
                              "(or I2V_INSECURE_NO_AUTH=true for local development only).")
-        if token and (token.lower() in PLACEHOLDER_TOKENS or len(token) < 8):
-            raise ValueError("I2V_API_TOKEN looks like a placeholder; use a long random secret "
-                             "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
+        for name, key in self.api_keys.items():
+            secret = key.get_secret_value()
+            if secret.lower() in PLACEHOLDER_TOKENS or len(secret) < 8:
+                raise ValueError(f"API key '{name}' looks like a placeholder; use a long random secret "
+                                 "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
         if self.public_base_url:
             self.public_base_url = self.public_base_url.rstrip("/")
         return self
+
+
+def _parse_named_keys(entries: list[str], source: str) -> dict[str, SecretStr]:
+    keys: dict[str, SecretStr] = {}
+    for entry in entries:
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        name, separator, key = entry.partition("=")
+        if not separator or not name.strip() or not key.strip():
+            raise ValueError(f"{source}: expected 'name=key', got an entry without both")
+        keys[name.strip()] = SecretStr(key.strip())
+    return keys

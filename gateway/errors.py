@@ -44,6 +44,10 @@ class InvalidFieldError(ApiError):
     status = 422
 
 
+class RateLimitedError(ApiError):
+    status = 429
+
+
 class ModelUnavailableError(ApiError):
     """Triton is down, the model is not ready, or its queue is full."""
 

@@ -1,5 +1,5 @@
-"""One log line per request: method, path, status, time. Never the query string, headers
-or body, so tokens (``?token=``) and prompts stay out of the logs."""
+"""One log line per request: method, path, status, time and the caller's key name. Never
+the query string, headers or body, so tokens (``?token=``) and prompts stay out of the logs."""
 
 from __future__ import annotations
 
@@ -31,5 +31,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
-                        (time.perf_counter() - started) * 1000)
+            # request.state lives in scope["state"]; auth puts the key's name there.
+            caller = scope.get("state", {}).get("caller", "-")
+            logger.info("%s %s %d %.1fms key=%s", scope["method"], scope["path"], status,
+                        (time.perf_counter() - started) * 1000, caller)

@@ -167,7 +167,10 @@ class Bench:
         started = time.perf_counter()
         triton.start().wait_ready()
         cold_start = time.perf_counter() - started
-        gateway = GatewayServer(self.workdir / "gateway", triton.grpc_url, TOKEN).start().wait_healthy()
+        # Limits off: the benchmark is the only caller and sends hundreds of requests.
+        gateway = GatewayServer(self.workdir / "gateway", triton.grpc_url, TOKEN,
+                                {"I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0"}
+                                ).start().wait_healthy()
         try:
             grpc = grpcclient.InferenceServerClient(triton.grpc_url)
             http = httpclient.InferenceServerClient(triton.http_url, network_timeout=600)

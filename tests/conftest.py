@@ -59,7 +59,9 @@ def gateway(start_gateway) -> GatewayServer:
     return start_gateway({"I2V_MAX_BODY_BYTES": str(4 * 1024 * 1024), "I2V_MAX_IMAGE_BYTES": str(2 * 1024 * 1024),
                           "I2V_MAX_IMAGE_PIXELS": str(12_000_000),
                           # The documented 512p, 50-step example takes minutes on a CI CPU.
-                          "I2V_INFERENCE_TIMEOUT_S": "1500"})
+                          "I2V_INFERENCE_TIMEOUT_S": "1500",
+                          # These tests send bursts on purpose; test_limits.py covers the limits.
+                          "I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0"})
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.auth import Authenticated
+from gateway.api.deps import Generation, Quota
 from gateway.schemas import (
     ErrorResponse,
     GenerateRequest,
@@ -17,7 +17,6 @@ from gateway.schemas import (
     HealthResponse,
     HealthStatus,
 )
-from gateway.service import GenerationService
 
 T = TypeVar("T")
 _ERROR_DESCRIPTIONS = (
@@ -25,6 +24,7 @@ _ERROR_DESCRIPTIONS = (
     (401, "Missing or invalid token."),
     (413, "The body or the image is too large."),
     (422, "A field is out of range or missing."),
+    (429, "Rate limit or concurrent generations of this key exceeded; see Retry-After."),
     (502, "The model failed to make a video."),
     (503, "The model is not ready or at capacity; see Retry-After."),
     (504, "The model did not finish in time."),
@@ -33,13 +33,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description} for status, description in _ERROR_DESCRIPTIONS}
 
 router = APIRouter()
-
-
-def generation_service(request: Request) -> GenerationService:
-    return request.app.state.generation
-
-
-Generation = Annotated[GenerationService, Depends(generation_service)]
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: float = 0.5) -> T:
@@ -59,7 +52,7 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: flo
 
 
 @router.post("/api/v1/generate", response_model=GenerateResponse, responses=ERRORS, tags=["generate"],
-             dependencies=[Authenticated])
+             dependencies=[Quota])
 async def generate(body: GenerateRequest, request: Request, service: Generation) -> GenerateResponse:
     """Generate a video from an image and a prompt, and wait for it."""
     return await cancel_on_disconnect(request, service.generate(body, str(request.base_url)))

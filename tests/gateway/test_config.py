@@ -30,10 +30,28 @@ def test_placeholder_tokens_are_refused(token: str) -> None:
         Settings(api_token=token)
 
 
+def test_named_keys_from_the_environment_and_a_file(tmp_path, monkeypatch) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# comment\n\nci = ci-key-0123456789\n")
+    monkeypatch.setenv("I2V_API_KEYS", "alice=alice-key-0123,bob=bob-key-01234")
+    monkeypatch.setenv("I2V_API_KEYS_FILE", str(keys))
+    monkeypatch.setenv("I2V_API_TOKEN", "default-key-0123")
+    settings = Settings()
+    assert {name: key.get_secret_value() for name, key in settings.api_keys.items()} == {
+        "default": "default-key-0123", "alice": "alice-key-0123", "bob": "bob-key-01234", "ci": "ci-key-0123456789"}
+    assert "alice-key-0123" not in repr(settings)
+
+
+@pytest.mark.parametrize("value, message", [("alice", "expected 'name=key'"), ("alice=short", "placeholder")])
+def test_bad_named_keys_are_refused(value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(api_keys=value)
+
+
 def test_insecure_mode_must_be_explicit() -> None:
     with pytest.raises(ValidationError, match="I2V_API_TOKEN is not set"):
         Settings()
-    assert Settings(insecure_no_auth=True).api_token is None
+    assert Settings(insecure_no_auth=True).api_keys == {}
 
 
 def test_the_gateway_refuses_to_start_without_a_token() -> None:
