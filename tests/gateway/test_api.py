@@ -103,6 +103,9 @@ def test_malformed_json_and_oversized_body(api: httpx.Client) -> None:
     assert_error(api.post("/api/v1/generate", content=b"{not json", headers={**AUTH, "Content-Type":
                                                                               "application/json"}), 422, "json")
     assert_error(api.post("/api/v1/generate", content=b"x" * (5 * 1024 * 1024), headers=AUTH), 413, "larger than")
+    # Without Content-Length (chunked), the body is counted as it arrives.
+    chunks = iter([b"x" * (1024 * 1024)] * 5)
+    assert_error(api.post("/api/v1/generate", content=chunks, headers=AUTH), 413, "larger than")
 
 
 def test_service_keeps_serving_after_bad_input(api: httpx.Client) -> None:
