@@ -9,7 +9,9 @@
 # TRITON_BIND_ADDRESS (127.0.0.1), TRITON_MODEL_CONFIG_NAME (empty = config.pbtxt; "gpu"),
 # TRITON_READY_TIMEOUT seconds (300), TRITON_MODEL_REPOSITORY (model_repository/),
 # I2V_MODEL_PATH (weights folder or hub id),
-# I2V_PYTHON (the interpreter that runs the model; default .venv/bin/python), I2V_LOG_DIR (logs).
+# I2V_PYTHON (the interpreter that runs the model; default .venv/bin/python), I2V_LOG_DIR (logs),
+# TRITON_ADMIN_KEY (admin APIs then need the header "admin-key: <key>"; required to bind
+# beyond loopback).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,6 +58,18 @@ for port in "$HTTP_PORT" "$GRPC_PORT" "$METRICS_PORT"; do
   fi
 done
 
+# Loading and unloading models, shared-memory regions, trace and log settings are admin
+# APIs: behind a key when one is set, and never open on an address others can reach.
+ADMIN_APIS="model-repository,shared-memory,trace,logging"
+admin_args=()
+if [[ -n "${TRITON_ADMIN_KEY:-}" ]]; then
+  admin_args=("--http-restricted-api=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY"
+              "--grpc-restricted-protocol=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY")
+elif [[ "$BIND" != "127.0.0.1" && "$BIND" != "localhost" && "$BIND" != "::1" ]]; then
+  echo "error: binding Triton to $BIND would expose its admin APIs; set TRITON_ADMIN_KEY" >&2
+  exit 1
+fi
+
 mkdir -p "$LOG_DIR"
 config_args=()
 [[ -n "${TRITON_MODEL_CONFIG_NAME:-}" ]] && config_args+=("--model-config-name=$TRITON_MODEL_CONFIG_NAME")
@@ -67,7 +81,7 @@ export LD_LIBRARY_PATH="$TRITON_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_P
 "$TRITONSERVER_BIN" \
   --model-repository="$MODEL_REPOSITORY" \
   --backend-directory="$TRITON_BACKEND_DIR" \
-  "${config_args[@]}" \
+  "${config_args[@]}" "${admin_args[@]}" \
   --http-address="$BIND" --http-port="$HTTP_PORT" \
   --grpc-address="$BIND" --grpc-port="$GRPC_PORT" \
   --metrics-address="$BIND" --metrics-port="$METRICS_PORT" \

@@ -132,7 +132,7 @@ def test_concurrent_requests_all_succeed_and_share_executions(gateway: GatewaySe
 def test_outputs_refuse_traversal_and_answer_ranges(api: httpx.Client) -> None:
     video_url = api.post("/api/v1/generate", json=body(), headers=AUTH).json()["video_url"]
     for path in ("/outputs/../README.md", "/outputs/%2e%2e/README.md", "/outputs/..%2fgateway/config.py",
-                 "/outputs/does-not-exist.mp4"):
+                 "/outputs/does-not-exist.mp4", "/outputs/"):
         response = api.get(path)
         assert response.status_code == 404, path
         assert "I2V_API_TOKEN" not in response.text
