@@ -22,7 +22,11 @@ def main() -> int:
         return 2
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
                 # Our RequestLogMiddleware logs requests; uvicorn's would log ?token= values.
-                access_log=False, timeout_graceful_shutdown=10)
+                access_log=False,
+                # uvicorn would rewrite the client from X-Forwarded-For for 127.0.0.1 peers;
+                # I2V_TRUSTED_PROXIES alone decides whom to believe (gateway/client_ip.py).
+                proxy_headers=False,
+                timeout_graceful_shutdown=10)
     return 0
 
 

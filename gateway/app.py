@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from gateway.api.routes import router
+from gateway.client_ip import ClientAddressMiddleware, parse_networks
 from gateway.config import Settings
 from gateway.errors import install_error_handlers
 from gateway.limits import BodySizeLimitMiddleware
@@ -57,5 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Runs before the body limit and the routes, so a refused address costs nothing more;
+    # the request log, added last and so outermost, still records it.
+    app.add_middleware(ClientAddressMiddleware, allowlist=parse_networks(settings.ip_allowlist),
+                       trusted_proxies=parse_networks(settings.trusted_proxies))
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -55,7 +55,7 @@ async def require_caller(
             raise UnauthorizedError("invalid token")
     except UnauthorizedError:
         limiter = request.app.state.rate_limiter
-        client = request.client.host if request.client else "unknown"
+        client = request.scope.get("state", {}).get("client_ip", "unknown")
         if limiter is not None:
             decision = limiter.take(f"ip:{client}")
             if not decision.allowed:

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.client_ip import parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "your-token", "secret", "token", "test"}
 
@@ -32,6 +34,10 @@ class Settings(BaseSettings):
         60, ge=0, description="Requests a minute per key, and per IP for failed logins; 0 turns limits off.")
     rate_limit_burst: int = Field(10, ge=1, description="Requests allowed at once before the rate applies.")
     max_concurrent_per_key: int = Field(4, ge=0, description="Generations in flight per key; 0 = no limit.")
+    ip_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated CIDRs allowed to call the API; empty allows all.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed.")
     allow_query_token: bool = Field(True, description="Accept the legacy ?token= query parameter.")
     insecure_no_auth: bool = Field(False, description="Run without a token (development only).")
 
@@ -54,9 +60,9 @@ class Settings(BaseSettings):
     def _split_lists(cls, values: dict) -> dict:
         if not isinstance(values, dict):
             return values
-        origins = values.get("cors_origins")
-        if isinstance(origins, str):
-            values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        for name in ("cors_origins", "ip_allowlist", "trusted_proxies"):
+            if isinstance(values.get(name), str):
+                values[name] = [item.strip() for item in values[name].split(",") if item.strip()]
         keys = values.get("api_keys")
         if isinstance(keys, str):
             values["api_keys"] = _parse_named_keys(keys.split(","), "I2V_API_KEYS")
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
             if secret.lower() in PLACEHOLDER_TOKENS or len(secret) < 8:
                 raise ValueError(f"API key '{name}' looks like a placeholder; use a long random secret "
                                  "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
+        try:
+            parse_networks(self.ip_allowlist + self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"I2V_IP_ALLOWLIST / I2V_TRUSTED_PROXIES: {exc}") from None
         if self.public_base_url:
             self.public_base_url = self.public_base_url.rstrip("/")
         return self

@@ -32,6 +32,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             # request.state lives in scope["state"]; auth puts the key's name there.
-            caller = scope.get("state", {}).get("caller", "-")
-            logger.info("%s %s %d %.1fms key=%s", scope["method"], scope["path"], status,
-                        (time.perf_counter() - started) * 1000, caller)
+            state = scope.get("state", {})
+            logger.info("%s %s %d %.1fms key=%s ip=%s", scope["method"], scope["path"], status,
+                        (time.perf_counter() - started) * 1000, state.get("caller", "-"),
+                        state.get("client_ip", "-"))

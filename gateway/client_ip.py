@@ -1,0 +1,67 @@
+"""The caller's address, and the CIDR allow-list applied to it.
+
+``X-Forwarded-For`` is believed only when the direct peer is a configured proxy; otherwise
+anyone could claim any address."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.schemas import ErrorResponse
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Kubernetes and load balancers probe these; they reveal nothing and run no model.
+OPEN_PATHS = ("/healthz", "/readyz")
+
+
+def parse_networks(cidrs: Iterable[str]) -> list[Network]:
+    return [ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip()]
+
+
+def _in(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(scope: Scope, trusted_proxies: list[Network]) -> str:
+    """The peer, or the nearest untrusted hop of ``X-Forwarded-For`` when the peer is a proxy."""
+    peer = scope["client"][0] if scope.get("client") else "unknown"
+    if not _in(peer, trusted_proxies):
+        return peer
+    forwarded = [value.decode("latin-1") for key, value in scope["headers"] if key == b"x-forwarded-for"]
+    hops = [hop.strip() for header in forwarded for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):  # the right-most hops were added by our own proxies
+        if not _in(hop, trusted_proxies):
+            return hop
+    return peer
+
+
+class ClientAddressMiddleware:
+    """Puts the caller's address in ``scope["state"]["client_ip"]`` and refuses addresses
+    outside the allow-list (403) on every path but the health probes."""
+
+    def __init__(self, app: ASGIApp, allowlist: list[Network], trusted_proxies: list[Network]) -> None:
+        self.app = app
+        self.allowlist = allowlist
+        self.trusted_proxies = trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, self.trusted_proxies)
+        scope.setdefault("state", {})["client_ip"] = address
+        if self.allowlist and scope["path"] not in OPEN_PATHS and not _in(address, self.allowlist):
+            body = json.dumps(ErrorResponse(message="your address is not allowed to use this API").model_dump())
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await self.app(scope, receive, send)
