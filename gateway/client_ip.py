@@ -6,12 +6,11 @@ anyone could claim any address."""
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.schemas import ErrorResponse
+from gateway.errors import send_error
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Kubernetes and load balancers probe these; they reveal nothing and run no model.
@@ -59,9 +58,6 @@ class ClientAddressMiddleware:
         address = client_address(scope, self.trusted_proxies)
         scope.setdefault("state", {})["client_ip"] = address
         if self.allowlist and scope["path"] not in OPEN_PATHS and not _in(address, self.allowlist):
-            body = json.dumps(ErrorResponse(message="your address is not allowed to use this API").model_dump())
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": body.encode()})
+            await send_error(send, 403, "your address is not allowed to use this API")
             return
         await self.app(scope, receive, send)

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Send
 
 from gateway.schemas import ErrorResponse
 
@@ -67,6 +68,15 @@ class InferenceTimeoutError(ApiError):
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ErrorResponse(message=message).model_dump(), status_code=status, headers=headers)
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    """The same error body from ASGI middleware, which answers before any route runs."""
+    await error_response(status, message, {"connection": "close"})({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
