@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.client_ip import parse_networks
+from gateway.triton_inputs import MODEL_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "your-token", "secret", "token", "test"}
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
 
     # --- Triton ---
     triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint (host:port).")
-    triton_model: str = Field("i2vgen_xl", description="Model name in the Triton repository.")
+    triton_model: str = Field(MODEL_NAME, description="Model name in the Triton repository.")
     inference_timeout_s: float = Field(600.0, gt=0, description="Deadline for one Triton inference.")
 
     # --- inputs ---

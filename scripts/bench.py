@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import statistics
@@ -32,9 +31,12 @@ sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
+import tritonclient.grpc as grpcclient  # noqa: E402
+import tritonclient.http as httpclient  # noqa: E402
+from sample_inputs import noise_png  # noqa: E402
 from triton_stats import model_counts, settled_counts  # noqa: E402
 
+from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
 from tests.support.servers import GatewayServer, TritonServer  # noqa: E402  (the test suite's launchers)
 
 TINY_MODEL = REPO_ROOT / "models" / "tiny-i2vgen-xl"
@@ -58,13 +60,6 @@ MODES = {
     "full": dict(realistic=Workload(256, 16, 8), small=Workload(64, 8, 2), repeats=9, clients=(1, 2, 4, 8),
                  sweep_requests=24, memory_requests=500),
 }
-
-
-def test_image(size: int) -> bytes:
-    rng = np.random.default_rng(0)
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def timed(function: Callable[[], object], repeats: int) -> list[float]:
@@ -139,7 +134,6 @@ class Bench:
         neighbours) lands on all of them alike; medians are compared."""
         import httpx
         import tritonclient.grpc as grpcclient
-        import tritonclient.http as httpclient
         from i2v_pipeline import ModelSettings, VideoGenerator, build_request
 
         from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
@@ -147,7 +141,7 @@ class Bench:
 
         work: Workload = self.settings["realistic"]
         settings = ModelSettings(model_path=str(TINY_MODEL))
-        image = test_image(work.size)
+        image = noise_png(work.size, work.size)
         started = time.perf_counter()
         generator = VideoGenerator.load(settings)
         load_s = time.perf_counter() - started
@@ -208,7 +202,7 @@ class Bench:
             triton.stop()
 
     def memory(self, api, gateway: GatewayServer) -> None:
-        body = {"image_base64": base64.b64encode(test_image(256)).decode(), "prompt": "memory",
+        body = {"image_base64": base64.b64encode(noise_png(256, 256)).decode(), "prompt": "memory",
                 "resolution": "256p", "num_frames": 8, "steps": 1}
         for seed in range(5):  # allocator pools settle during the first requests
             api.post("/api/v1/generate", json={**body, "seed": seed}).raise_for_status()
@@ -223,10 +217,6 @@ class Bench:
 
     # --- 5: concurrency sweep -----------------------------------------------------------
     def sweep(self) -> None:
-        import tritonclient.grpc as grpcclient
-
-        from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
-
         variants = [("dynamic batching, batched calls", False, True),
                     ("dynamic batching, one call per request (default)", True, True),
                     ("no dynamic batching", True, False)]
@@ -235,7 +225,7 @@ class Bench:
             work: Workload = self.settings[workload_name]
             # Quick mode leaves out the slowest contrast at the realistic size.
             variants_here = variants[:2] if workload_name == "realistic" and self.mode == "quick" else variants
-            image = test_image(work.size)
+            image = noise_png(work.size, work.size)
             for label, invariant, dynamic in variants_here:
                 repository = model_repository_variant(self.workdir / "repos" / workload_name, invariant, dynamic)
                 triton = TritonServer(self.workdir / f"triton-{workload_name}-{repository.name}",
@@ -244,14 +234,13 @@ class Bench:
                 try:
                     for clients in self.settings["clients"]:
                         rows.append({"workload": work.label(), "config": label, "clients": clients,
-                                     **self.closed_loop(triton, clients, work, image, grpcclient, MODEL_NAME,
-                                                        VideoRequest, build_inputs)})
+                                     **self.closed_loop(triton, clients, work, image)})
                         print(json.dumps(rows[-1]), flush=True)
                 finally:
                     triton.stop()
         self.results["sweep"] = rows
 
-    def closed_loop(self, triton, clients, work, image, grpcclient, model, video_request, build_inputs) -> dict:
+    def closed_loop(self, triton: TritonServer, clients: int, work: Workload, image: bytes) -> dict:
         total = max(self.settings["sweep_requests"], clients * 2)
         latencies: list[float] = []
         lock = threading.Lock()
@@ -265,18 +254,18 @@ class Bench:
                         return
                     remaining[0] -= 1
                     seed = remaining[0]
-                request = video_request(image=image, prompt="sweep", num_frames=work.frames,
+                request = VideoRequest(image=image, prompt="sweep", num_frames=work.frames,
                                         num_inference_steps=work.steps, height=work.size, width=work.size, seed=seed)
                 started = time.perf_counter()
-                client.infer(model, build_inputs(grpcclient, request))
+                client.infer(MODEL_NAME, build_inputs(grpcclient, request))
                 with lock:
                     latencies.append(time.perf_counter() - started)
 
         stats = grpcclient.InferenceServerClient(triton.grpc_url)
-        warm = video_request(image=image, prompt="warm", num_frames=work.frames, num_inference_steps=work.steps,
+        warm = VideoRequest(image=image, prompt="warm", num_frames=work.frames, num_inference_steps=work.steps,
                              height=work.size, width=work.size, seed=0)
         for _ in range(2):
-            stats.infer(model, build_inputs(grpcclient, warm))
+            stats.infer(MODEL_NAME, build_inputs(grpcclient, warm))
         before_requests, before_executions = model_counts(stats)
         started = time.perf_counter()
         threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]

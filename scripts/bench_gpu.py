@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import sys
 import time
@@ -24,9 +23,9 @@ sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
 from build_model import build_pipeline  # noqa: E402
 from i2v_pipeline import ModelSettings, VideoGenerator, build_request  # noqa: E402
+from sample_inputs import noise_png  # noqa: E402
 
 
 def configurations(device: str, compile_unet: bool) -> dict[str, ModelSettings]:
@@ -41,14 +40,6 @@ def configurations(device: str, compile_unet: bool) -> dict[str, ModelSettings]:
         configs["channels-last + VAE tiling + torch.compile"] = dataclasses.replace(
             base, channels_last=True, vae_tiling=True, torch_compile=True)
     return configs
-
-
-def test_image(width: int, height: int) -> bytes:
-    rng = np.random.default_rng(0)
-    image = PIL.Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def build_on(device: str, size: str):
@@ -66,7 +57,7 @@ def measure(name: str, settings: ModelSettings, args: argparse.Namespace) -> dic
     started = time.perf_counter()
     generator = VideoGenerator.from_pipeline(build_on(settings.device, args.size), settings)
     build_s = time.perf_counter() - started
-    request = build_request(settings, image=test_image(args.width, args.height), prompt="a boat on a lake",
+    request = build_request(settings, image=noise_png(args.width, args.height), prompt="a boat on a lake",
                             negative_prompt=None, num_frames=args.frames, num_inference_steps=args.steps,
                             guidance_scale=9.0, height=args.height, width=args.width, seed=1234)
     warm = dataclasses.replace(request, num_inference_steps=1)

@@ -8,7 +8,6 @@ Prints one line per check and PASS or FAIL; exits 0 or 1 (like Triton's example 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -18,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
+from sample_inputs import noise_png  # noqa: E402
 from triton_stats import model_counts, settled_counts  # noqa: E402
 
 from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
@@ -54,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    image = io.BytesIO()
-    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (args.height, args.width, 3), np.uint8)).save(
-        image, "PNG")
-    base = dict(image=image.getvalue(), prompt="a boat on a lake", num_frames=args.frames,
+    base = dict(image=noise_png(args.width, args.height), prompt="a boat on a lake", num_frames=args.frames,
                 num_inference_steps=args.steps, height=args.height, width=args.width)
     client = grpcclient.InferenceServerClient(args.url)
     report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
