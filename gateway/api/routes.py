@@ -22,6 +22,7 @@ T = TypeVar("T")
 _ERROR_DESCRIPTIONS = (
     (400, "The image is not valid base64 or not a readable image."),
     (401, "Missing or invalid token."),
+    (403, "The caller's address is outside the IP allow-list."),
     (413, "The body or the image is too large."),
     (422, "A field is out of range or missing."),
     (429, "Rate limit or concurrent generations of this key exceeded; see Retry-After."),

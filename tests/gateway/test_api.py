@@ -147,7 +147,7 @@ def test_health_readiness_and_docs(api: httpx.Client) -> None:
     assert api.get("/docs").status_code == 200
     spec = api.get("/openapi.json").json()
     operation = spec["paths"]["/api/v1/generate"]["post"]
-    assert {"400", "401", "413", "422", "503", "504"} <= set(operation["responses"])
+    assert {"400", "401", "403", "413", "422", "429", "503", "504"} <= set(operation["responses"])
 
 
 def test_triton_down_gives_503(start_gateway) -> None:
