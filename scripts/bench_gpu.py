@@ -69,7 +69,7 @@ def measure(name: str, settings: ModelSettings, args: argparse.Namespace) -> dic
         torch.cuda.reset_peak_memory_stats()
     step_times: list[float] = []
     started = time.perf_counter()
-    [result] = generator.generate([request], on_step=lambda done, total: step_times.append(time.perf_counter()))
+    [result] = generator.generate([request], on_step=lambda *_: step_times.append(time.perf_counter()))
     if cuda:
         torch.cuda.synchronize()
     total_s = time.perf_counter() - started

@@ -13,6 +13,7 @@ from i2v_pipeline import (
     GenerationFailedError,
     InvalidRequestError,
     ModelSettings,
+    ProgressFiles,
     VideoGenerator,
     build_request,
     decode_image,
@@ -133,7 +134,7 @@ class TestTinyModel:
     def test_cancelled_group_stops_between_steps(self, generator: VideoGenerator) -> None:
         steps_seen: list[int] = []
         results = generator.generate([make(num_inference_steps=20)], is_cancelled=lambda i: len(steps_seen) >= 2,
-                                     on_step=lambda done, total: steps_seen.append(done))
+                                     on_step=lambda indices, done, total: steps_seen.append(done))
         assert isinstance(results[0].error, GenerationCancelledError)
         assert steps_seen == [1, 2]
         assert "after 2 of 20" in str(results[0].error)
@@ -200,3 +201,20 @@ class TestBatchModes:
         batch = batched.generate([make(seed=1), make(seed=2)])
         difference = np.abs(alone.frames.astype(np.int16) - batch[0].frames.astype(np.int16))
         assert difference.max() <= 2 and difference.mean() < 0.01
+
+
+def test_progress_files_report_and_clear(tmp_path) -> None:
+    progress = ProgressFiles(str(tmp_path / "progress"))
+    progress.report("job_1-a", 3, 50)
+    assert (tmp_path / "progress" / "job_1-a").read_text() == "3 50"
+    progress.report("../escape", 1, 2)  # not a plain id: ignored, nothing written outside
+    progress.report("", 1, 2)
+    assert [p.name for p in (tmp_path / "progress").iterdir()] == ["job_1-a"]
+    progress.clear("job_1-a")
+    assert list((tmp_path / "progress").iterdir()) == []
+    ProgressFiles("").report("job", 1, 2)  # no folder configured: a no-op
+
+
+def test_progress_dir_comes_from_the_environment() -> None:
+    settings = ModelSettings.from_parameters({"model_path": "x"}, environ={"I2V_PROGRESS_DIR": "/tmp/p"})
+    assert settings.progress_dir == "/tmp/p"

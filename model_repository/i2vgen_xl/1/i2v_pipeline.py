@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +72,8 @@ class ModelSettings:
     channels_last: bool = False
     torch_compile: bool = False
     cpu_threads: int = 0
+    # Where per-request progress files go (see ProgressFiles); empty: no progress reports.
+    progress_dir: str = ""
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, str], environ: dict[str, str] | None = None,
@@ -99,6 +102,8 @@ class ModelSettings:
                 raise ValueError(f"model parameter {name}: {exc}") from None
         if environ.get("I2V_MODEL_PATH"):
             values["model_path"] = environ["I2V_MODEL_PATH"]
+        if environ.get("I2V_PROGRESS_DIR"):
+            values["progress_dir"] = environ["I2V_PROGRESS_DIR"]
         settings = cls(**values)
         if base_dir is not None and settings.model_path and not Path(settings.model_path).is_absolute():
             candidate = (base_dir / settings.model_path).resolve()
@@ -211,7 +216,46 @@ def frames_to_uint8(video: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
 
 
-StepCallback = Callable[[int, int], None]
+class ProgressFiles:
+    """Per-request denoising progress as tiny files, for a gateway on the same host or pod.
+
+    Triton answers a request only when it is done, so progress goes by another path: the file
+    ``<directory>/<request id>`` holds ``"<done> <total>"`` and is replaced atomically each
+    step. Request ids that are not plain tokens are ignored, so a name cannot escape the folder.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory) if directory else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, request_id: str) -> Path | None:
+        if self.directory is None or not request_id or not _PLAIN_ID.fullmatch(request_id):
+            return None
+        return self.directory / request_id
+
+    def report(self, request_id: str, done: int, total: int) -> None:
+        path = self._path(request_id)
+        if path is None:
+            return
+        partial = path.with_name(f".{path.name}.tmp")
+        try:
+            partial.write_text(f"{done} {total}")
+            partial.replace(path)
+        except OSError as exc:  # progress is best effort; generation goes on
+            logger.warning("cannot write progress for %s: %s", request_id, exc)
+
+    def clear(self, request_id: str) -> None:
+        path = self._path(request_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+# (indices of the requests in the running call, steps done, total steps)
+StepCallback = Callable[[Sequence[int], int, int], None]
 """Called after each denoising step with (steps done, total); may raise to stop the call."""
 
 
@@ -379,7 +423,7 @@ class VideoGenerator:
 
         def step_hook(done: int, total: int) -> None:
             if on_step is not None:
-                on_step(done, total)
+                on_step(indices, done, total)
             if is_cancelled is not None and all(is_cancelled(i) for i in indices):
                 raise GenerationCancelledError(f"cancelled after {done} of {total} denoising steps")
 

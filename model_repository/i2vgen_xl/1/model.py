@@ -21,6 +21,7 @@ from i2v_pipeline import (  # noqa: E402
     GenerationRequest,
     InvalidRequestError,
     ModelSettings,
+    ProgressFiles,
     VideoGenerator,
     build_request,
 )
@@ -60,6 +61,7 @@ class TritonPythonModel:
             settings = dataclasses.replace(settings, device=f"cuda:{args['model_instance_device_id']}")
         self.settings = settings
         self.generator = VideoGenerator.load(settings)
+        self.progress = ProgressFiles(settings.progress_dir)
 
     def _parse(self, request) -> GenerationRequest:
         image = _scalar(request, "IMAGE")
@@ -92,7 +94,17 @@ class TritonPythonModel:
         def is_cancelled(position: int) -> bool:
             return requests[accepted[position]].is_cancelled()
 
-        results = self.generator.generate(parsed, is_cancelled=is_cancelled)
+        request_ids = [requests[index].request_id() for index in accepted]
+
+        def on_step(positions, done: int, total: int) -> None:
+            for position in positions:
+                self.progress.report(request_ids[position], done, total)
+
+        try:
+            results = self.generator.generate(parsed, is_cancelled=is_cancelled, on_step=on_step)
+        finally:
+            for request_id in request_ids:
+                self.progress.clear(request_id)
         for position, result in zip(accepted, results, strict=True):
             if result.error is None:
                 responses[position] = pb_utils.InferenceResponse(output_tensors=[
