@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, GatewayServer, ManagedProcess, TritonServer
+from tests.support.servers import REPO_ROOT, GatewayServer, ManagedProcess, RedisServer, TritonServer
 
 sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -43,7 +43,7 @@ def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
 
     def start(env: dict[str, str] | None = None, triton_grpc_url: str | None = None) -> GatewayServer:
         server = GatewayServer(tmp_path_factory.mktemp("gateway"), triton_grpc_url or triton.grpc_url, API_TOKEN,
-                               env)
+                               env, progress_dir=triton.progress_dir)
         gateways.append(server)
         _started.append(server)
         return server.start().wait_healthy()
@@ -61,7 +61,26 @@ def gateway(start_gateway) -> GatewayServer:
                           # The documented 512p, 50-step example takes minutes on a CI CPU.
                           "I2V_INFERENCE_TIMEOUT_S": "1500",
                           # These tests send bursts on purpose; test_limits.py covers the limits.
-                          "I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0"})
+                          "I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0",
+                          # Repeated seeds here check the model's determinism, not the cache
+                          # (tests/jobs covers the cache).
+                          "I2V_CACHE_MAX_BYTES": "0"})
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    _started.append(server)
+    server.start().wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def new_redis_url(redis_server: RedisServer) -> Callable[[], str]:
+    """Each call gives a Redis URL on a database no other test has used."""
+    databases = iter(range(1, 64))
+    return lambda: redis_server.url(next(databases))
 
 
 @pytest.hookimpl(hookwrapper=True)

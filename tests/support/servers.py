@@ -90,11 +90,13 @@ class TritonServer(ManagedProcess):
 
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.progress_dir = log_dir / "progress"
         ports = {
             "TRITON_HTTP_PORT": str(self.http_port),
             "TRITON_GRPC_PORT": str(self.grpc_port),
             "TRITON_METRICS_PORT": str(self.metrics_port),
             "I2V_LOG_DIR": str(log_dir),
+            "I2V_PROGRESS_DIR": str(self.progress_dir),
         }
         super().__init__("tritonserver", [str(REPO_ROOT / "scripts" / "start_triton.sh")],
                          log_dir / "start_triton.out", {**ports, **(env or {})})
@@ -127,9 +129,11 @@ class TritonServer(ManagedProcess):
 
 
 class GatewayServer(ManagedProcess):
-    """``python -m gateway`` on a free port."""
+    """``python -m gateway`` on a free port; its outputs, job store and cache under ``log_dir``
+    unless ``env`` says otherwise (a restarted gateway passes the same ones)."""
 
-    def __init__(self, log_dir: Path, triton_grpc_url: str, token: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: Path, triton_grpc_url: str, token: str, env: dict[str, str] | None = None,
+                 progress_dir: Path | None = None) -> None:
         self.port = free_port()
         self.token = token
         settings = {
@@ -137,7 +141,11 @@ class GatewayServer(ManagedProcess):
             "I2V_API_TOKEN": token,
             "I2V_TRITON_GRPC_URL": triton_grpc_url,
             "I2V_OUTPUTS_DIR": str(log_dir / "outputs"),
+            "I2V_JOBS_DB": str(log_dir / "jobs.sqlite3"),
+            "I2V_CACHE_DIR": str(log_dir / "cache"),
         }
+        if progress_dir is not None:
+            settings["I2V_PROGRESS_DIR"] = str(progress_dir)
         super().__init__("gateway", [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "gateway"],
                          log_dir / "gateway.log", {**settings, **(env or {})})
 
@@ -147,4 +155,28 @@ class GatewayServer(ManagedProcess):
 
     def wait_healthy(self, timeout: float = 60) -> GatewayServer:
         self.wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "healthy /healthz")
+        return self
+
+
+class RedisServer(ManagedProcess):
+    """A throwaway ``redis-server`` on a free port, nothing written to disk."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        super().__init__("redis-server", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                          "--save", "", "--appendonly", "no", "--databases", "64"],
+                         log_dir / "redis.log")
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def wait_ready(self, timeout: float = 20) -> RedisServer:
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+        self.wait_until(answers, timeout, "PONG")
         return self

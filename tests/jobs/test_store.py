@@ -1,0 +1,117 @@
+"""The job stores alone (SQLite file, real redis-server): the same behaviour from both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from gateway.jobs.records import IdempotencyConflictError, Job
+from gateway.jobs.redis_store import RedisJobStore
+from gateway.jobs.store import CacheEntry, IdempotencyKey, JobStore, SQLiteJobStore
+from gateway.schemas import JobStatus, VideoParams
+
+Scenario = Callable[[JobStore], Awaitable[None]]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def run(request: pytest.FixtureRequest, tmp_path) -> Callable[[Scenario], None]:
+    """Runs a scenario against a fresh store, opened inside the scenario's event loop."""
+    url = request.getfixturevalue("new_redis_url")() if request.param == "redis" else None
+
+    def run_scenario(scenario: Scenario) -> None:
+        async def main() -> None:
+            store: JobStore = RedisJobStore(url) if url else SQLiteJobStore(tmp_path / "jobs.sqlite3")
+            try:
+                await scenario(store)
+            finally:
+                await store.close()
+        asyncio.run(main())
+    return run_scenario
+
+
+def new_job(owner: str = "alice", created_at: float | None = None) -> Job:
+    now = created_at or time.time()
+    return Job(owner=owner, params=VideoParams(prompt="a cat"), width=256, height=256, base_url="http://gw",
+               created_at=now, run_after=now, deadline_at=now + 60)
+
+
+def test_insert_get_and_the_queue_index(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        first, second = new_job(created_at=100.0), new_job(owner="bob", created_at=101.0)
+        for job in (first, second):
+            assert (await store.insert(job, b"png", None, 60))[1] is True
+        assert (await store.get(first.id)) == first
+        assert await store.load_input(first.id) == b"png"
+        assert await store.due("queued", time.time()) == [first.id, second.id]
+        assert (await store.count_queued(), await store.count_queued("alice")) == (2, 1)
+
+        claimed, changed = await store.mutate(first.id, lambda j: j.model_copy(update={
+            "status": JobStatus.running, "lease_until": 50.0}))
+        assert changed and claimed is not None
+        assert await store.due("queued", time.time()) == [second.id]
+        assert await store.due("running", 60.0) == [first.id]
+        assert await store.mutate(first.id, lambda j: None) == (claimed, False)
+
+        done, _ = await store.mutate(first.id, lambda j: j.finish(JobStatus.succeeded, "ok", now=200.0))
+        assert await store.due("running", 1e12) == [] and await store.due("finished", 200.0) == [first.id]
+        await store.delete(first.id)
+        assert await store.get(first.id) is None and await store.load_input(first.id) is None
+        assert await store.mutate("missing", lambda j: j) == (None, False)
+    run(scenario)
+
+
+def test_list_for_owner_is_newest_first_and_paged(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        jobs = [new_job(created_at=1000.0 + i) for i in range(5)]
+        for job in jobs:
+            await store.insert(job, b"", None, 60)
+        await store.insert(new_job(owner="bob"), b"", None, 60)
+        page = await store.list_for_owner("alice", 1, 2)
+        assert [j.id for j in page] == [jobs[3].id, jobs[2].id]
+    run(scenario)
+
+
+def test_idempotency_key(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        key = IdempotencyKey("alice", "k1", "hash-a")
+        first, created = await store.insert(new_job(), b"", key, 60)
+        again, created_again = await store.insert(new_job(), b"", key, 60)
+        assert created and not created_again and again.id == first.id
+        with pytest.raises(IdempotencyConflictError):
+            await store.insert(new_job(), b"", IdempotencyKey("alice", "k1", "hash-b"), 60)
+        # Keys are per owner.
+        assert (await store.insert(new_job("bob"), b"", IdempotencyKey("bob", "k1", "hash-b"), 60))[1]
+    run(scenario)
+
+
+def test_concurrent_claims_give_a_job_to_one_worker(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        job = new_job()
+        await store.insert(job, b"", None, 60)
+
+        def claim(worker: str):
+            return lambda j: None if j.status is not JobStatus.queued else j.model_copy(
+                update={"status": JobStatus.running, "worker": worker})
+        outcomes = await asyncio.gather(*(store.mutate(job.id, claim(f"w{i}")) for i in range(8)))
+        assert sum(changed for _, changed in outcomes) == 1
+    run(scenario)
+
+
+def test_cache_is_lru_bounded_by_bytes(run) -> None:
+    def entry(key: str, size: int, used: float) -> CacheEntry:
+        return CacheEntry(key=key, seed=1, width=8, height=8, num_frames=8, fps=8, size_bytes=size,
+                          created_at=used, last_used=used)
+
+    async def scenario(store: JobStore) -> None:
+        assert await store.cache_put(entry("a", 40, 1.0), 100) == []
+        assert await store.cache_put(entry("b", 40, 2.0), 100) == []
+        assert (await store.cache_get("a")) is not None  # now the most recently used
+        assert await store.cache_put(entry("c", 40, 3.0), 100) == ["b"]
+        assert await store.cache_get("b") is None
+        assert await store.cache_older_than(2.5) == ["a"]
+        await store.cache_drop("a")
+        assert await store.cache_get("a") is None
+    run(scenario)
