@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +11,16 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from gateway.api import jobs as job_routes
 from gateway.api.routes import router
 from gateway.client_ip import ClientAddressMiddleware, parse_networks
 from gateway.config import Settings
 from gateway.errors import install_error_handlers
+from gateway.jobs.cache import ResultCache
+from gateway.jobs.redis_store import RedisJobStore
+from gateway.jobs.runner import JobRunner
+from gateway.jobs.service import JobService
+from gateway.jobs.store import JobStore, SQLiteJobStore
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.outputs import URL_PREFIX, OutputStore
 from gateway.rate_limit import ConcurrencyLimiter, TokenBucketLimiter
@@ -24,6 +31,13 @@ from gateway.triton_client import TritonClient
 logger = logging.getLogger("gateway")
 
 
+def open_job_store(settings: Settings) -> JobStore:
+    """Redis when configured (replicas share jobs), else the SQLite file."""
+    if settings.redis_url:
+        return RedisJobStore(settings.redis_url)
+    return SQLiteJobStore(settings.jobs_db)
+
+
 def create_app(settings: Settings) -> FastAPI:
     outputs = OutputStore(settings.outputs_dir)
 
@@ -31,12 +45,20 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The gRPC aio channel belongs to the running loop, so it is opened here.
         triton = TritonClient(settings.triton_grpc_url, settings.triton_model, settings.inference_timeout_s)
-        app.state.generation = GenerationService(settings, triton, outputs)
+        store = open_job_store(settings)
+        cache = ResultCache(store, settings.cache_dir, outputs, settings.cache_max_bytes)
+        generation = GenerationService(settings, triton, outputs, cache)
+        jobs = JobService(settings, store, generation, wake=asyncio.Event())
+        runner = JobRunner(settings, store, generation, jobs)
+        app.state.generation, app.state.jobs = generation, jobs
         if settings.insecure_no_auth and not settings.api_keys:
             logger.warning("I2V_INSECURE_NO_AUTH is set: the API accepts requests without a token")
+        runner.start()
         try:
             yield
         finally:
+            await runner.stop()
+            await store.close()
             await triton.close()
 
     app = FastAPI(
@@ -52,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
                                   if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(job_routes.router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.cors_origins:

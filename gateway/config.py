@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from standardwebhooks.webhooks import Webhook as Signer
 
 from gateway.client_ip import parse_networks
 from gateway.triton_inputs import MODEL_NAME
@@ -55,13 +56,47 @@ class Settings(BaseSettings):
 
     # --- outputs ---
     outputs_dir: Path = Field(REPO_ROOT / "outputs", description="Where MP4 files are written and served from.")
+    retention_s: float = Field(
+        86400, gt=0, description="Seconds finished jobs, their videos and cache entries are kept.")
+
+    # --- jobs ---
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db: jobs, the cache index and rate limits shared by replicas. "
+        "Unset: a SQLite file (one gateway).")
+    jobs_db: Path = Field(REPO_ROOT / "data" / "jobs.sqlite3", description="The SQLite job store, without Redis.")
+    job_workers: int = Field(
+        4, ge=0, description="Jobs this gateway runs at once (Triton batches them); 0 accepts jobs only.")
+    job_lease_s: float = Field(
+        30, gt=0, description="A running job whose gateway stops renewing it for this long runs again.")
+    job_deadline_s: float = Field(
+        3600, gt=0, description="Seconds from submission within which a job must finish, waits for Triton included.")
+    job_max_attempts: int = Field(3, ge=1, description="Times a job is started before its worker losses fail it.")
+    max_queued_per_key: int = Field(20, ge=1, description="Queued jobs one key may have (429 beyond).")
+    max_queued_total: int = Field(500, ge=1, description="Queued jobs in all (503 beyond).")
+    max_batch_items: int = Field(16, ge=1, description="Items in one POST /api/v1/batch.")
+    progress_dir: Path = Field(
+        REPO_ROOT / "run" / "progress",
+        description="Folder the model writes per-step progress to (same value for tritonserver).")
+    cache_max_bytes: int = Field(
+        1024**3, ge=0, description="Size of the result cache for seeded requests; 0 turns it off.")
+    cache_dir: Path = Field(REPO_ROOT / "data" / "cache", description="Where cached videos are kept (not served).")
+
+    # --- webhooks ---
+    webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks secret (whsec_ + base64); needed for callback_url.")
+    webhook_allow_private: bool = Field(
+        False, description="Allow callback URLs on loopback and private networks (tests, one-host set-ups).")
+    webhook_timeout_s: float = Field(10, gt=0, description="Time one delivery may take.")
+    webhook_retry_delays_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0],
+        description="Comma-separated waits between delivery attempts; attempts = entries + 1.")
 
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, values: dict) -> dict:
         if not isinstance(values, dict):
             return values
-        for name in ("cors_origins", "ip_allowlist", "trusted_proxies"):
+        for name in ("cors_origins", "ip_allowlist", "trusted_proxies", "webhook_retry_delays_s"):
             if isinstance(values.get(name), str):
                 values[name] = [item.strip() for item in values[name].split(",") if item.strip()]
         keys = values.get("api_keys")
@@ -89,6 +124,12 @@ class Settings(BaseSettings):
             parse_networks(self.ip_allowlist + self.trusted_proxies)
         except ValueError as exc:
             raise ValueError(f"I2V_IP_ALLOWLIST / I2V_TRUSTED_PROXIES: {exc}") from None
+        if self.webhook_secret is not None:
+            try:
+                Signer(self.webhook_secret.get_secret_value())
+            except Exception:  # noqa: BLE001 - any decoding failure means the same thing
+                raise ValueError("I2V_WEBHOOK_SECRET must be 'whsec_' followed by base64, e.g. from "
+                                 "scripts/new_webhook_secret.py") from None
         if self.public_base_url:
             self.public_base_url = self.public_base_url.rstrip("/")
         return self

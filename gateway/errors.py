@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -37,6 +40,14 @@ class ForbiddenError(ApiError):
     status = 403
 
 
+class NotFoundError(ApiError):
+    status = 404
+
+
+class ConflictError(ApiError):
+    status = 409
+
+
 class PayloadTooLargeError(ApiError):
     status = 413
 
@@ -54,6 +65,13 @@ class ModelUnavailableError(ApiError):
 
     status = 503
     headers = {"Retry-After": "5"}
+
+
+class QueueFullError(ApiError):
+    """The gateway's job queue is full for everyone; a replica or a later retry may take it."""
+
+    status = 503
+    headers = {"Retry-After": "30"}
 
 
 class ModelFailedError(ApiError):
@@ -79,9 +97,10 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
+def describe_validation(errors: Sequence[Any]) -> str:
+    """Pydantic's error list as one line a person can act on."""
     parts = []
-    for error in exc.errors():
+    for error in errors:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
@@ -96,7 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, _describe_validation(exc))
+        return error_response(422, describe_validation(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

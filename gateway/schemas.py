@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,12 +37,11 @@ class FitMode(str, Enum):
     pad = "pad"  # scale to fit inside, pad with black bars
 
 
-class GenerateRequest(BaseModel):
+class VideoParams(BaseModel):
+    """Everything about the video except the image; a job stores these."""
+
     model_config = ConfigDict(extra="forbid")
 
-    image_base64: str = Field(
-        ..., min_length=1,
-        description="The input image (PNG, JPEG, WebP, ...) in base64; a data: URL prefix and line breaks are fine.")
     prompt: str = Field(..., min_length=1, description="What should happen in the video.")
     resolution: Resolution = Field(Resolution.p512, description="256p, 512p, 768p (square) or 1024p (1024x576).")
     num_frames: int = Field(16, ge=8, le=32, description="Frames in the video (the model was trained on 16 and 32).")
@@ -48,8 +49,16 @@ class GenerateRequest(BaseModel):
     steps: int = Field(50, ge=1, le=150, description="Denoising steps: more is slower and finer.")
     guidance_scale: float = Field(9.0, ge=0.0, le=50.0, description="How strongly to follow the prompt.")
     negative_prompt: str | None = Field(None, description="What to avoid.")
-    seed: int | None = Field(None, ge=0, le=2**53 - 1, description="Same seed and inputs, same video. Omitted: random.")
+    seed: int | None = Field(
+        None, ge=0, le=2**53 - 1,
+        description="Same seed and inputs, same video (and a cached answer for a repeat). Omitted: random.")
     fit: FitMode = Field(FitMode.crop, description="crop: fill the frame and cut edges; pad: keep all, add bars.")
+
+
+class GenerateRequest(VideoParams):
+    image_base64: str = Field(
+        ..., min_length=1,
+        description="The input image (PNG, JPEG, WebP, ...) in base64; a data: URL prefix and line breaks are fine.")
 
 
 class GenerateResponse(BaseModel):
@@ -63,6 +72,7 @@ class GenerateResponse(BaseModel):
     height: int
     num_frames: int
     fps: int
+    cached: bool = Field(False, description="True when a seeded repeat was answered from the result cache.")
 
 
 class ErrorResponse(BaseModel):
@@ -84,3 +94,89 @@ class HealthStatus(str, Enum):
 class HealthResponse(BaseModel):
     status: HealthStatus
     message: str = ""
+
+
+# --- asynchronous jobs ---
+
+class JobRequest(GenerateRequest):
+    callback_url: str | None = Field(
+        None, max_length=2048,
+        description="POSTed the job when it ends (signed per Standard Webhooks). Private addresses are refused.")
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class JobErrorView(BaseModel):
+    status: int = Field(..., description="The HTTP status the same failure has on /api/v1/generate.")
+    message: str
+
+
+class JobProgressView(BaseModel):
+    step: int = Field(..., description="Denoising steps done.")
+    total: int
+    fraction: float
+
+
+class DeliveryAttemptView(BaseModel):
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int
+
+
+class WebhookView(BaseModel):
+    url: str
+    state: str = Field(..., description="pending, delivering, delivered or failed.")
+    attempts: list[DeliveryAttemptView]
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    message: str
+    status_url: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: JobProgressView | None = Field(None, description="While running (and after): denoising step of total.")
+    result: GenerateResponse | None = Field(None, description="What /api/v1/generate answers, once succeeded.")
+    error: JobErrorView | None = Field(None, description="Why it failed or was cancelled.")
+    attempts: int = Field(0, description="Times a worker started it (more than 1 after a restart).")
+    webhook: WebhookView | None = None
+
+
+class JobListResponse(BaseModel):
+    jobs: list[JobResponse]
+    next_offset: int | None = Field(None, description="Pass as offset for the next page; null on the last.")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Fields every item starts from (e.g. one image_base64 for all).")
+    items: list[dict[str, Any]] = Field(
+        ..., min_length=1, description="Each a job request; its fields override the defaults.")
+    callback_url: str | None = Field(None, max_length=2048, description="Default callback for every item.")
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    job: JobResponse | None = None
+    error: JobErrorView | None = None
+
+
+class BatchResponse(BaseModel):
+    accepted: int
+    rejected: int
+    items: list[BatchItemResult]

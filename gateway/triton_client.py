@@ -65,11 +65,13 @@ class TritonClient:
             return False, f"Triton at {self.url} is not reachable: {exc.message()}"
         return True, ""
 
-    async def generate(self, request: VideoRequest, timeout_s: float | None = None) -> GeneratedFrames:
+    async def generate(self, request: VideoRequest, timeout_s: float | None = None,
+                       request_id: str = "") -> GeneratedFrames:
         """One video; raises an ``ApiError`` subclass on failure. Cancelling the awaiting
-        task cancels the gRPC call, which Triton passes on to the model."""
+        task cancels the gRPC call, which Triton passes on to the model. ``request_id`` names
+        the model's progress file (see ``ProgressFiles`` in the model)."""
         try:
-            result = await self._client.infer(self.model, build_inputs(grpcaio, request),
+            result = await self._client.infer(self.model, build_inputs(grpcaio, request), request_id=request_id,
                                               client_timeout=timeout_s or self.timeout_s)
         except InferenceServerException as exc:
             error = map_triton_error(exc)

@@ -47,4 +47,12 @@ step "tiny random-weight I2VGen-XL"
 "$PY" scripts/build_model.py 2>&1 | grep -v -e "torchvision" -e "deprecated" -e "Writing model shards" || true
 test -f models/tiny-i2vgen-xl/model_index.json
 
+if [[ "${1:-}" == "--dev" ]] && ! command -v redis-server >/dev/null; then
+  # The job tests run against a real redis-server (Debian's package).
+  step "installing redis-server (tests)"
+  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
 step "set-up complete"

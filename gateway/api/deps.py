@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Response
 
 from gateway.auth import Caller
 from gateway.errors import RateLimitedError
+from gateway.jobs.service import JobService
 from gateway.service import GenerationService
 
 
@@ -19,8 +20,15 @@ def generation_service(request: Request) -> GenerationService:
 Generation = Annotated[GenerationService, Depends(generation_service)]
 
 
-async def generation_quota(request: Request, response: Response, caller: Caller) -> AsyncIterator[str]:
-    """One request from the caller's rate budget and one generation slot while it runs."""
+def job_service(request: Request) -> JobService:
+    return request.app.state.jobs
+
+
+Jobs = Annotated[JobService, Depends(job_service)]
+
+
+def rate_budget(request: Request, response: Response, caller: Caller) -> str:
+    """One request from the caller's rate budget; the caller's key name."""
     limiter = request.app.state.rate_limiter
     if limiter is not None:
         decision = limiter.take(f"key:{caller}")
@@ -28,6 +36,14 @@ async def generation_quota(request: Request, response: Response, caller: Caller)
             raise RateLimitedError(f"rate limit for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                    decision.headers())
         response.headers.update(decision.headers())
+    return caller
+
+
+RateLimitedCaller = Annotated[str, Depends(rate_budget)]
+
+
+async def generation_quota(request: Request, caller: RateLimitedCaller) -> AsyncIterator[str]:
+    """One request from the caller's rate budget and one generation slot while it runs."""
     slots = request.app.state.generation_slots
     if slots is None:
         yield caller

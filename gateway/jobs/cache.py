@@ -1,0 +1,102 @@
+"""The result cache: a seeded request seen before is answered with the stored video.
+
+Only seeded requests are cached: without a seed every call must give a new video. The key
+hashes everything that shapes the file (the fitted image, prompts, size, frames, steps,
+guidance, seed, fps and the model name). Cached files live in their own folder, not under
+the served outputs; a hit hard-links one into the outputs under a fresh random name, so each
+answer has its own URL and retention while the bytes are stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from gateway.jobs.store import CacheEntry, JobStore
+from gateway.outputs import OutputStore
+from gateway.triton_inputs import VideoRequest
+
+logger = logging.getLogger("gateway.cache")
+
+
+def cache_key(model: str, video: VideoRequest, fps: int) -> str | None:
+    """The key of a seeded request; None for unseeded ones, which are never cached."""
+    if video.seed is None:
+        return None
+    fields = {
+        "model": model, "image": hashlib.sha256(video.image).hexdigest(), "prompt": video.prompt,
+        "negative_prompt": video.negative_prompt, "width": video.width, "height": video.height,
+        "num_frames": video.num_frames, "steps": video.num_inference_steps,
+        "guidance_scale": round(float(video.guidance_scale), 6), "seed": video.seed, "fps": fps,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard link (instant, no extra space); a copy when the folders are on different disks."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    partial.replace(target)
+
+
+class ResultCache:
+    def __init__(self, store: JobStore, directory: Path, outputs: OutputStore, max_bytes: int) -> None:
+        self.store = store
+        self.directory = directory
+        self.outputs = outputs
+        self.max_bytes = max_bytes
+        if self.enabled:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def _file(self, key: str) -> Path:
+        return self.directory / f"{key}.mp4"
+
+    async def lookup(self, key: str) -> tuple[Path, CacheEntry] | None:
+        """A new output file holding the cached video, or None on a miss."""
+        if not self.enabled:
+            return None
+        entry = await self.store.cache_get(key)
+        if entry is None:
+            return None
+        output = self.outputs.new_path()
+        try:
+            await asyncio.to_thread(link_or_copy, self._file(key), output)
+        except FileNotFoundError:
+            await self.store.cache_drop(key)  # the file went (retention, a cleaned disk): a miss
+            return None
+        return output, entry
+
+    async def remember(self, key: str, video: Path, seed: int, video_request: VideoRequest, fps: int) -> None:
+        if not self.enabled:
+            return
+        try:
+            await asyncio.to_thread(link_or_copy, video, self._file(key))
+            now = time.time()
+            entry = CacheEntry(key=key, seed=seed, width=video_request.width, height=video_request.height,
+                               num_frames=video_request.num_frames, fps=fps, size_bytes=video.stat().st_size,
+                               created_at=now, last_used=now)
+            for evicted in await self.store.cache_put(entry, self.max_bytes):
+                self._file(evicted).unlink(missing_ok=True)
+        except OSError as exc:  # a cache that cannot write only costs speed
+            logger.warning("could not cache %s: %s", video.name, exc)
+
+    async def expire(self, before: float) -> int:
+        keys = await self.store.cache_older_than(before)
+        for key in keys:
+            await self.store.cache_drop(key)
+            self._file(key).unlink(missing_ok=True)
+        return len(keys)
