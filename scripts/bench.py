@@ -162,9 +162,10 @@ class Bench:
         triton.start().wait_ready()
         cold_start = time.perf_counter() - started
         # Limits off: the benchmark is the only caller and sends hundreds of requests.
+        # The result cache is off too: these rounds repeat one seed and must reach the model.
         gateway = GatewayServer(self.workdir / "gateway", triton.grpc_url, TOKEN,
-                                {"I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0"}
-                                ).start().wait_healthy()
+                                {"I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0",
+                                 "I2V_CACHE_MAX_BYTES": "0"}).start().wait_healthy()
         try:
             grpc = grpcclient.InferenceServerClient(triton.grpc_url)
             http = httpclient.InferenceServerClient(triton.http_url, network_timeout=600)
@@ -214,6 +215,40 @@ class Bench:
         after = {"stub_mib": round(sum(rss_mib(p) for p in stubs), 1), "gateway_mib": round(rss_mib(gateway_pid), 1)}
         self.results["memory"] = {"requests": self.settings["memory_requests"], "workload": "256x256, 8 frames, 1 step",
                                   "before": before, "after": after}
+
+    # --- result cache: a seeded repeat against its first, uncached request --------------------
+    def cache(self) -> None:
+        import httpx
+        import tritonclient.http as httpclient
+        from triton_stats import model_counts, settled_counts
+
+        work: Workload = self.settings["realistic"]
+        body = {"image_base64": base64.b64encode(noise_png(work.size, work.size)).decode(), "prompt": "a lighthouse",
+                "resolution": f"{work.size}p", "num_frames": work.frames, "steps": work.steps}
+        triton = TritonServer(self.workdir / "triton-cache", {"I2V_MODEL_PATH": str(TINY_MODEL)}).start().wait_ready()
+        gateway = GatewayServer(self.workdir / "gateway-cache", triton.grpc_url, TOKEN,
+                                {"I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0"}
+                                ).start().wait_healthy()
+        try:
+            stats = httpclient.InferenceServerClient(triton.http_url)
+            with httpx.Client(base_url=gateway.url, timeout=600,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+                first, repeat = [], []
+                for seed in range(self.settings["repeats"]):
+                    for into in (first, repeat):  # a new seed misses, then the same seed hits
+                        started = time.perf_counter()
+                        answer = api.post("/api/v1/generate", json={**body, "seed": 1000 + seed})
+                        answer.raise_for_status()
+                        into.append(time.perf_counter() - started)
+                        assert answer.json()["cached"] is (into is repeat)
+                requests = settled_counts(stats, len(first))[0]
+                time.sleep(0.5)
+                assert model_counts(stats)[0] == requests == len(first), "a cached repeat reached Triton"
+        finally:
+            gateway.stop()
+            triton.stop()
+        self.results["cache"] = {"workload": work.label(), "first": summary(first), "repeat": summary(repeat),
+                                 "triton_requests": requests}
 
     # --- 5: concurrency sweep -----------------------------------------------------------
     def sweep(self) -> None:
@@ -311,6 +346,13 @@ class Bench:
         lines += ["", f"Gateway over the floor: {(gateway / floor - 1) * 100:+.1f}% "
                       f"({(gateway - floor) * 1000:+.0f} ms). Naive design / gateway: "
                       f"{pr['naive_per_request_load']['p50_s'] / gateway:.2f}x.", ""]
+        cache = r["cache"]
+        lines += [f"## Result cache, {cache['workload']} (gateway, seeded, median of {cache['first']['n']})", "",
+                  "| request | median s |", "|---|---|",
+                  f"| first (model) | {cache['first']['p50_s']:.3f} |",
+                  f"| repeat (cache) | {cache['repeat']['p50_s']:.3f} |", "",
+                  f"A cached repeat is {cache['first']['p50_s'] / cache['repeat']['p50_s']:.0f}x faster; Triton saw "
+                  f"{cache['triton_requests']} requests for {2 * cache['first']['n']} calls.", ""]
         lines += ["## Concurrency sweep (gRPC, closed loop)", "",
                   "| workload | config | clients | req/s | p50 s | p95 s | executions/request | vs 1 client |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -339,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=tuple(MODES), default="quick")
     parser.add_argument("--json", type=Path, help="default bench-results/bench-<mode>.json")
-    parser.add_argument("--only", choices=("per_request", "sweep", "encoding"), action="append",
+    parser.add_argument("--only", choices=("per_request", "cache", "sweep", "encoding"), action="append",
                         help="run some sections only (the report needs all)")
     args = parser.parse_args(argv)
     from build_model import build_and_save
@@ -347,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     build_and_save(TINY_MODEL)
     with tempfile.TemporaryDirectory(prefix="i2v-bench-") as workdir:
         bench = Bench(args.mode, Path(workdir))
-        for section in args.only or ("per_request", "sweep", "encoding"):
+        for section in args.only or ("per_request", "cache", "sweep", "encoding"):
             started = time.perf_counter()
             getattr(bench, section)()
             print(f"# {section} done in {time.perf_counter() - started:.0f} s", flush=True)

@@ -56,7 +56,9 @@ def test_start_command_and_curl_example(tmp_path) -> None:
     api_port = free_port()
     env = {"I2V_API_PORT": str(api_port), "TRITON_HTTP_PORT": str(free_port()), "TRITON_GRPC_PORT": str(free_port()),
            "TRITON_METRICS_PORT": str(free_port()), "I2V_LOG_DIR": str(tmp_path / "logs"),
-           "I2V_API_TOKEN": "readme-token-0123456789", "I2V_OUTPUTS_DIR": str(tmp_path / "outputs")}
+           "I2V_API_TOKEN": "readme-token-0123456789", "I2V_OUTPUTS_DIR": str(tmp_path / "outputs"),
+           "I2V_JOBS_DB": str(tmp_path / "jobs.sqlite3"), "I2V_CACHE_DIR": str(tmp_path / "cache"),
+           "I2V_PROGRESS_DIR": str(tmp_path / "progress")}
     app = ManagedProcess("start_app.sh", ["bash", str(REPO_ROOT / "scripts" / "start_app.sh")],
                          tmp_path / "start_app.out", env).start()
     try:
@@ -69,6 +71,11 @@ def test_start_command_and_curl_example(tmp_path) -> None:
         assert result.returncode == 0, result.stderr
         assert '"success":true' in result.stdout
         assert probe_mp4((tmp_path / "video.mp4").read_bytes())["frames"] == 8
+        jobs = readme_block("jobs-curl").replace("localhost:8000", f"127.0.0.1:{api_port}")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", jobs], cwd=tmp_path, text=True,
+                                capture_output=True, timeout=300, env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("succeeded http://127.0.0.1:"), result.stdout
     finally:
         app.stop(signal.SIGTERM)
     assert "stopped" in app.log_path.read_text()
