@@ -23,7 +23,7 @@ from gateway.jobs.service import JobService
 from gateway.jobs.store import JobStore, SQLiteJobStore
 from gateway.limits import BodySizeLimitMiddleware
 from gateway.outputs import URL_PREFIX, OutputStore
-from gateway.rate_limit import ConcurrencyLimiter, TokenBucketLimiter
+from gateway.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.request_log import RequestLogMiddleware
 from gateway.service import GenerationService
 from gateway.triton_client import TritonClient
@@ -36,6 +36,15 @@ def open_job_store(settings: Settings) -> JobStore:
     if settings.redis_url:
         return RedisJobStore(settings.redis_url)
     return SQLiteJobStore(settings.jobs_db)
+
+
+def rate_limiter(settings: Settings) -> TokenBucketLimiter | RedisTokenBucketLimiter | None:
+    """Per-key budgets: shared in Redis when configured, else this process's own."""
+    if settings.rate_limit_per_minute <= 0:
+        return None
+    if settings.redis_url:
+        return RedisTokenBucketLimiter(settings.redis_url, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    return TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -59,6 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await runner.stop()
             await store.close()
+            if app.state.rate_limiter is not None:
+                await app.state.rate_limiter.close()
             await triton.close()
 
     app = FastAPI(
@@ -68,8 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.rate_limiter = (TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-                              if settings.rate_limit_per_minute > 0 else None)
+    app.state.rate_limiter = rate_limiter(settings)
     app.state.generation_slots = (ConcurrencyLimiter(settings.max_concurrent_per_key)
                                   if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)

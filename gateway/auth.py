@@ -57,7 +57,7 @@ async def require_caller(
         limiter = request.app.state.rate_limiter
         client = request.scope.get("state", {}).get("client_ip", "unknown")
         if limiter is not None:
-            decision = limiter.take(f"ip:{client}")
+            decision = await limiter.acquire(f"ip:{client}")
             if not decision.allowed:
                 raise RateLimitedError("too many failed authentication attempts from this address; "
                                        f"retry in {decision.retry_after_s} s", decision.headers()) from None

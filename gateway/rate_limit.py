@@ -1,6 +1,7 @@
 """Per-caller limits: a token bucket for request rate and a cap on generations in flight.
 
-In memory, so each gateway process has its own budget (a shared Redis budget is future work).
+``TokenBucketLimiter`` keeps buckets in memory, so each gateway process has its own budget;
+``RedisTokenBucketLimiter`` keeps them in Redis, so replicas share one budget per key.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class RateDecision:
         return headers
 
 
+def _decision(allowed: bool, tokens: float, burst: int, rate: float) -> RateDecision:
+    missing = burst - tokens
+    return RateDecision(
+        allowed=allowed, limit=burst, remaining=int(tokens),
+        reset_s=math.ceil(missing / rate) if rate else 0,
+        retry_after_s=0 if allowed else max(1, math.ceil((1.0 - tokens) / rate)))
+
+
 class TokenBucketLimiter:
     """``burst`` requests at once, refilled at ``per_minute`` a minute, per key."""
 
@@ -48,11 +57,54 @@ class TokenBucketLimiter:
             if allowed:
                 tokens -= 1.0
             self._buckets[key] = (tokens, now)
-        missing = self.burst - tokens
-        return RateDecision(
-            allowed=allowed, limit=self.burst, remaining=int(tokens),
-            reset_s=math.ceil(missing / self.rate) if self.rate else 0,
-            retry_after_s=0 if allowed else max(1, math.ceil((1.0 - tokens) / self.rate)))
+        return _decision(allowed, tokens, self.burst, self.rate)
+
+    async def acquire(self, key: str) -> RateDecision:
+        return self.take(key)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+# The same bucket as above, computed inside Redis so that replicas cannot race. Redis's own
+# clock is used, not the replicas' (which may disagree). Returns {allowed, tokens * 1000}.
+_TAKE_SCRIPT = """
+local rate, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, last = tonumber(bucket[1]) or burst, tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], ttl)
+return {allowed, math.floor(tokens * 1000)}
+"""
+
+
+class RedisTokenBucketLimiter:
+    """The token bucket in Redis: every gateway replica draws from the same budget per key."""
+
+    def __init__(self, url: str, per_minute: float, burst: int) -> None:
+        import redis.asyncio as aioredis
+
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self._redis = aioredis.from_url(url)
+        self._take = self._redis.register_script(_TAKE_SCRIPT)
+        # A bucket left alone refills completely in burst / rate seconds; then it can go.
+        self._ttl_s = max(60, math.ceil(burst / self.rate) + 60) if self.rate else 3600
+
+    async def acquire(self, key: str) -> RateDecision:
+        allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
+        return _decision(bool(allowed), int(tokens_milli) / 1000, self.burst, self.rate)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 class ConcurrencyLimiter:

@@ -27,11 +27,11 @@ def job_service(request: Request) -> JobService:
 Jobs = Annotated[JobService, Depends(job_service)]
 
 
-def rate_budget(request: Request, response: Response, caller: Caller) -> str:
+async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
     """One request from the caller's rate budget; the caller's key name."""
     limiter = request.app.state.rate_limiter
     if limiter is not None:
-        decision = limiter.take(f"key:{caller}")
+        decision = await limiter.acquire(f"key:{caller}")
         if not decision.allowed:
             raise RateLimitedError(f"rate limit for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                    decision.headers())

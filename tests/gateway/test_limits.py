@@ -64,3 +64,19 @@ def test_the_log_names_keys_and_never_shows_them(limited) -> None:
     log = limited.log_path.read_text()
     assert "key=alice" in log and "key=bob" in log
     assert ALICE not in log and BOB not in log
+
+
+def test_replicas_on_one_redis_share_a_keys_budget(start_gateway, new_redis_url) -> None:
+    # No job workers: the accepted jobs only need to be counted, not run.
+    shared = {"I2V_REDIS_URL": new_redis_url(), "I2V_API_KEYS": f"alice={ALICE},bob={BOB}",
+              "I2V_RATE_LIMIT_PER_MINUTE": "3", "I2V_RATE_LIMIT_BURST": "3", "I2V_JOB_WORKERS": "0"}
+    first, second = start_gateway(shared), start_gateway(shared)
+
+    def submit(gateway, key: str) -> httpx.Response:
+        return httpx.post(f"{gateway.url}/api/v1/jobs", json=body(), headers={"Authorization": f"Bearer {key}"})
+
+    answers = [submit(gateway, ALICE) for gateway in (first, second, first, second, first)]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429, 429], [a.text for a in answers]
+    assert [a.headers["RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
+    assert int(answers[3].headers["Retry-After"]) >= 1
+    assert submit(second, BOB).status_code == 202  # another key, its own budget
