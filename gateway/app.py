@@ -26,6 +26,7 @@ from gateway.outputs import URL_PREFIX, OutputStore
 from gateway.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.request_log import RequestLogMiddleware
 from gateway.service import GenerationService
+from gateway.signing import nonce_store
 from gateway.triton_client import TritonClient
 
 logger = logging.getLogger("gateway")
@@ -60,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         jobs = JobService(settings, store, generation, wake=asyncio.Event())
         runner = JobRunner(settings, store, generation, jobs)
         app.state.generation, app.state.jobs = generation, jobs
-        if settings.insecure_no_auth and not settings.api_keys:
+        if settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled:
             logger.warning("I2V_INSECURE_NO_AUTH is set: the API accepts requests without a token")
         runner.start()
         try:
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = rate_limiter(settings)
+    app.state.nonces = nonce_store(settings)
     app.state.generation_slots = (ConcurrencyLimiter(settings.max_concurrent_per_key)
                                   if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)

@@ -1,14 +1,20 @@
-"""Who is calling: ``Authorization: Bearer <key>`` or the legacy ``?token=``, checked
-against every named key in constant time. Failed attempts are rate limited per IP."""
+"""Who is calling: ``Authorization: Bearer <key or JWT>`` or the legacy ``?token=``.
+
+API keys are checked against every named key in constant time. A bearer token that is not a
+key is read as a JWT when JWTs are configured (PyJWT: signature, ``exp``, ``nbf``, ``aud``,
+``iss``, with a leeway for clock skew); its ``sub`` names the caller. Failed attempts are rate
+limited per IP."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
+import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.config import Settings
 from gateway.errors import RateLimitedError, UnauthorizedError
 
 # auto_error=False: our own messages and the common error body instead of FastAPI's.
@@ -30,6 +36,43 @@ def _presented_key(request: Request, bearer: HTTPAuthorizationCredentials | None
     raise UnauthorizedError("missing token: send 'Authorization: Bearer <token>'")
 
 
+_HMAC_ALGORITHMS = ("HS256",)
+_PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+
+
+def verify_jwt(token: str, settings: Settings) -> str:
+    """The caller name (``jwt:<sub>``) of a valid JWT; ``UnauthorizedError`` saying why not."""
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise UnauthorizedError("invalid token") from None
+    # The key follows from the algorithm, and only configured algorithms are accepted, so a
+    # token cannot pick HS256 with the public key as its secret (algorithm confusion).
+    if algorithm in _HMAC_ALGORITHMS and settings.jwt_secret is not None:
+        key = settings.jwt_secret.get_secret_value()
+    elif algorithm in _PUBLIC_KEY_ALGORITHMS and settings.jwt_public_key:
+        key = settings.jwt_public_key
+    else:
+        raise UnauthorizedError(f"JWT algorithm {algorithm!r} is not accepted here")
+    try:
+        claims = jwt.decode(token, key, algorithms=[algorithm], audience=settings.jwt_audience,
+                            issuer=settings.jwt_issuer, leeway=settings.jwt_leeway_s,
+                            options={"require": ["exp", "sub"]})
+    except jwt.ExpiredSignatureError:
+        raise UnauthorizedError("the JWT has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise UnauthorizedError("the JWT is not valid yet (nbf)") from None
+    except jwt.InvalidAudienceError:
+        raise UnauthorizedError("the JWT is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise UnauthorizedError("the JWT is from another issuer") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise UnauthorizedError(f"the JWT lacks the '{exc.claim}' claim") from None
+    except jwt.PyJWTError:
+        raise UnauthorizedError("invalid JWT signature or format") from None
+    return f"jwt:{claims['sub']}"
+
+
 def _match(presented: str, keys: dict) -> str | None:
     # Compare with every key, without stopping early, so timing tells nothing.
     matched = None
@@ -46,11 +89,14 @@ async def require_caller(
 ) -> str:
     """The name of the caller's key; also kept in ``request.state.caller`` for the access log."""
     settings = request.app.state.settings
-    if settings.insecure_no_auth and not settings.api_keys:
+    if settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled:
         request.state.caller = ANONYMOUS
         return ANONYMOUS
     try:
-        name = _match(_presented_key(request, bearer, query_token), settings.api_keys)
+        presented = _presented_key(request, bearer, query_token)
+        name = _match(presented, settings.api_keys)
+        if name is None and settings.jwt_enabled and presented.count(".") == 2:
+            name = verify_jwt(presented, settings)
         if name is None:
             raise UnauthorizedError("invalid token")
     except UnauthorizedError:

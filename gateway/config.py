@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed.")
     allow_query_token: bool = Field(True, description="Accept the legacy ?token= query parameter.")
+    jwt_secret: SecretStr | None = Field(None, description="Accept HS256 JWT bearer tokens signed with this secret.")
+    jwt_public_key: str | None = Field(None, description="PEM public key: accept RS256/ES256 JWT bearer tokens.")
+    jwt_public_key_file: Path | None = Field(None, description="The same, from a file.")
+    jwt_audience: str | None = Field(None, description="Required 'aud' claim of JWTs.")
+    jwt_issuer: str | None = Field(None, description="Required 'iss' claim of JWTs.")
+    jwt_leeway_s: float = Field(30, ge=0, description="Clock skew allowed on 'exp' and 'nbf'.")
+    request_signing_secret: SecretStr | None = Field(
+        None, description="When set, every /api request must be HMAC-signed (see SECURITY.md).")
+    request_signing_window_s: float = Field(
+        300, gt=0, description="Signed requests older or newer than this are refused; nonces are kept as long.")
     insecure_no_auth: bool = Field(False, description="Run without a token (development only).")
 
     # --- Triton ---
@@ -91,6 +101,10 @@ class Settings(BaseSettings):
         default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0],
         description="Comma-separated waits between delivery attempts; attempts = entries + 1.")
 
+    @property
+    def jwt_enabled(self) -> bool:
+        return self.jwt_secret is not None or bool(self.jwt_public_key)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, values: dict) -> dict:
@@ -112,7 +126,11 @@ class Settings(BaseSettings):
             self.api_keys = {**_parse_named_keys(lines, str(self.api_keys_file)), **self.api_keys}
         if self.api_token is not None:
             self.api_keys = {"default": self.api_token, **self.api_keys}
-        if not self.api_keys and not self.insecure_no_auth:
+        if self.jwt_public_key_file is not None:
+            self.jwt_public_key = self.jwt_public_key_file.read_text()
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("I2V_JWT_SECRET must be at least 32 characters (HS256 needs 256 bits)")
+        if not self.api_keys and not self.jwt_enabled and not self.insecure_no_auth:
             raise ValueError("I2V_API_TOKEN is not set. Set it to a long random secret "
                              "(or I2V_INSECURE_NO_AUTH=true for local development only).")
         for name, key in self.api_keys.items():

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway.api.deps import Jobs, RateLimitedCaller
 from gateway.api.routes import ERRORS
 from gateway.auth import Caller
 from gateway.schemas import BatchRequest, BatchResponse, JobListResponse, JobRequest, JobResponse
+from gateway.signing import require_signature
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Depends(require_signature)])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: ERRORS[422] | {"description": "No such job for this key."}}
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: ERRORS[422] | {"description": "The Idempotency-Key was used with a different body."}}

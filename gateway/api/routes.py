@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Generation, Quota
@@ -17,6 +17,7 @@ from gateway.schemas import (
     HealthResponse,
     HealthStatus,
 )
+from gateway.signing import require_signature
 
 T = TypeVar("T")
 _ERROR_DESCRIPTIONS = (
@@ -53,7 +54,7 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: flo
 
 
 @router.post("/api/v1/generate", response_model=GenerateResponse, responses=ERRORS, tags=["generate"],
-             dependencies=[Quota])
+             dependencies=[Depends(require_signature), Quota])
 async def generate(body: GenerateRequest, request: Request, service: Generation) -> GenerateResponse:
     """Generate a video from an image and a prompt, and wait for it."""
     return await cancel_on_disconnect(request, service.generate(body, str(request.base_url)))
