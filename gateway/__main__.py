@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
@@ -10,17 +9,20 @@ from pydantic import ValidationError
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.logs import configure_logging
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         settings = Settings()
     except ValidationError as exc:
         messages = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         print(f"gateway: configuration error: {messages}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+                # None: uvicorn's own lines go through our handler too (JSON when configured).
+                log_config=None,
                 # Our RequestLogMiddleware logs requests; uvicorn's would log ?token= values.
                 access_log=False,
                 # uvicorn would rewrite the client from X-Forwarded-For for 127.0.0.1 peers;

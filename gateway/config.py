@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     request_signing_window_s: float = Field(
         300, gt=0, description="Signed requests older or newer than this are refused; nonces are kept as long.")
     insecure_no_auth: bool = Field(False, description="Run without a token (development only).")
+
+    # --- logs ---
+    log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object a line.")
+    log_prompts: Literal["hash", "redact", "full"] = Field(
+        "hash", description="How prompts appear in logs: a short SHA-256, [redacted], or in full (debugging).")
 
     # --- Triton ---
     triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint (host:port).")

@@ -33,6 +33,8 @@ class RequestLogMiddleware:
         finally:
             # request.state lives in scope["state"]; auth puts the key's name there.
             state = scope.get("state", {})
-            logger.info("%s %s %d %.1fms key=%s ip=%s", scope["method"], scope["path"], status,
-                        (time.perf_counter() - started) * 1000, state.get("caller", "-"),
-                        state.get("client_ip", "-"))
+            fields = {"method": scope["method"], "path": scope["path"], "status": status,
+                      "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                      "key": state.get("caller", "-"), "ip": state.get("client_ip", "-")}
+            logger.info("%(method)s %(path)s %(status)d %(duration_ms).1fms key=%(key)s ip=%(ip)s", fields,
+                        extra=fields)

@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.errors import InvalidFieldError
 from gateway.images import ImageLimits, prepare_image
 from gateway.jobs.cache import ResultCache, cache_key
+from gateway.logs import prompt_for_log
 from gateway.outputs import OutputStore
 from gateway.schemas import GenerateRequest, GenerateResponse, VideoParams
 from gateway.triton_client import TritonClient
@@ -93,8 +94,9 @@ class GenerationService:
         if key is not None and self.cache is not None:
             await self.cache.remember(key, path, generated.seed, video, params.fps)
         elapsed = time.perf_counter() - started
-        logger.info("video %s: %dx%d, %d frames, %d steps in %.2f s", path.name, video.width, video.height,
-                    video.num_frames, video.num_inference_steps, elapsed)
+        logger.info("video %s: %dx%d, %d frames, %d steps in %.2f s, prompt %s", path.name, video.width,
+                    video.height, video.num_frames, video.num_inference_steps, elapsed,
+                    prompt_for_log(video.prompt, self.settings.log_prompts))
         return RenderedVideo(path=path, seed=generated.seed, width=video.width, height=video.height,
                              num_frames=video.num_frames, fps=params.fps, elapsed_s=elapsed, cached=False)
 

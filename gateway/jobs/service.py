@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from datetime import datetime, timezone
 
@@ -22,6 +23,7 @@ from gateway.errors import (
 from gateway.jobs.records import IdempotencyConflictError, Job, Webhook
 from gateway.jobs.store import IdempotencyKey, JobStore
 from gateway.jobs.webhooks import check_callback_url
+from gateway.logs import prompt_for_log
 from gateway.schemas import (
     BatchItemResult,
     BatchRequest,
@@ -39,6 +41,7 @@ from gateway.schemas import (
 from gateway.service import GenerationService, RenderedVideo
 
 JOBS_PATH = "/api/v1/jobs"
+logger = logging.getLogger("gateway.jobs")
 
 
 def _when(timestamp: float | None) -> datetime | None:
@@ -89,8 +92,11 @@ class JobService:
             except ApiError:
                 await self.store.delete(stored.id)
                 raise
-        if created and self.wake is not None:
-            self.wake.set()
+        if created:
+            logger.info("job %s queued for key %s, prompt %s", stored.id, owner,
+                        prompt_for_log(body.prompt, self.settings.log_prompts))
+            if self.wake is not None:
+                self.wake.set()
         return stored, created
 
     async def _check_queue(self, owner: str, excluding: int = 0) -> None:
