@@ -31,7 +31,7 @@ async def submit_job(body: JobRequest, request: Request, response: Response, job
 
 
 @router.get("/jobs", response_model=JobListResponse, responses=ERRORS)
-async def list_jobs(jobs: Jobs, caller: Caller, offset: Annotated[int, Query(ge=0)] = 0,
+async def list_jobs(jobs: Jobs, caller: Caller, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobListResponse:
     """The caller's jobs, newest first."""
     page, next_offset = await jobs.list(caller, offset, limit)
