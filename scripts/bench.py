@@ -328,13 +328,29 @@ class Bench:
         self.results["mp4_encode_speed"] = rows
 
     def report(self) -> str:
+        """Markdown tables for the sections that ran."""
         r = self.results
         lines = [f"# bench.py --mode {self.mode} ({r['machine']['cpus']} CPUs)", ""]
-        pr = r["per_request"]
+        if "per_request" in r:
+            lines += self._per_request_report(r["per_request"])
+        if "cache" in r:
+            lines += self._cache_report(r["cache"])
+        if "sweep" in r:
+            lines += self._sweep_report(r["sweep"])
+        if "memory" in r:
+            lines += self._memory_report(r["per_request"], r["memory"])
+        if "mp4_encode_speed" in r:
+            lines += ["## MP4 encoding (H.264, yuv420p, 16 frames)", "", "| size | s | frames/s |", "|---|---|---|"]
+            for label, row in r["mp4_encode_speed"].items():
+                lines.append(f"| {label} | {row['mean_s']} | {row['frames_per_s']} |")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _per_request_report(pr: dict) -> list[str]:
         floor = pr["raw_pipeline"]["p50_s"] + pr["mp4_encode"]["p50_s"]
         gateway = pr["gateway_generate"]["p50_s"]
-        lines += [f"## Per request, {pr['workload']} (median of {pr['raw_pipeline']['n']} interleaved rounds)", "",
-                  "| path | median s | vs raw pipeline + encode |", "|---|---|---|"]
+        lines = [f"## Per request, {pr['workload']} (median of {pr['raw_pipeline']['n']} interleaved rounds)", "",
+                 "| path | median s | vs raw pipeline + encode |", "|---|---|---|"]
         for label, value in (("raw pipeline in-process", pr["raw_pipeline"]["p50_s"]),
                              ("MP4 encode alone", pr["mp4_encode"]["p50_s"]),
                              ("raw pipeline + encode (floor)", floor),
@@ -343,38 +359,42 @@ class Bench:
                              ("gateway POST /api/v1/generate (MP4)", gateway),
                              ("naive: load pipeline per request", pr["naive_per_request_load"]["p50_s"])):
             lines.append(f"| {label} | {value:.3f} | {value / floor:.3f}x ({(value - floor) * 1000:+.0f} ms) |")
-        lines += ["", f"Gateway over the floor: {(gateway / floor - 1) * 100:+.1f}% "
-                      f"({(gateway - floor) * 1000:+.0f} ms). Naive design / gateway: "
-                      f"{pr['naive_per_request_load']['p50_s'] / gateway:.2f}x.", ""]
-        cache = r["cache"]
-        lines += [f"## Result cache, {cache['workload']} (gateway, seeded, median of {cache['first']['n']})", "",
-                  "| request | median s |", "|---|---|",
-                  f"| first (model) | {cache['first']['p50_s']:.3f} |",
-                  f"| repeat (cache) | {cache['repeat']['p50_s']:.3f} |", "",
-                  f"A cached repeat is {cache['first']['p50_s'] / cache['repeat']['p50_s']:.0f}x faster; Triton saw "
-                  f"{cache['triton_requests']} requests for {2 * cache['first']['n']} calls.", ""]
-        lines += ["## Concurrency sweep (gRPC, closed loop)", "",
-                  "| workload | config | clients | req/s | p50 s | p95 s | executions/request | vs 1 client |",
-                  "|---|---|---|---|---|---|---|---|"]
+        return lines + ["", f"Gateway over the floor: {(gateway / floor - 1) * 100:+.1f}% "
+                            f"({(gateway - floor) * 1000:+.0f} ms). Naive design / gateway: "
+                            f"{pr['naive_per_request_load']['p50_s'] / gateway:.2f}x.", ""]
+
+    @staticmethod
+    def _cache_report(cache: dict) -> list[str]:
+        return [f"## Result cache, {cache['workload']} (gateway, seeded, median of {cache['first']['n']})", "",
+                "| request | median s |", "|---|---|",
+                f"| first (model) | {cache['first']['p50_s']:.3f} |",
+                f"| repeat (cache) | {cache['repeat']['p50_s']:.3f} |", "",
+                f"A cached repeat is {cache['first']['p50_s'] / cache['repeat']['p50_s']:.0f}x faster; Triton saw "
+                f"{cache['triton_requests']} requests for {2 * cache['first']['n']} calls.", ""]
+
+    @staticmethod
+    def _sweep_report(sweep: list[dict]) -> list[str]:
+        lines = ["## Concurrency sweep (gRPC, closed loop)", "",
+                 "| workload | config | clients | req/s | p50 s | p95 s | executions/request | vs 1 client |",
+                 "|---|---|---|---|---|---|---|---|"]
         base: dict = {}
-        for row in r["sweep"]:
+        for row in sweep:
             key = (row["workload"], row["config"])
             base.setdefault(key, row["throughput_rps"])
             lines.append(f"| {row['workload']} | {row['config']} | {row['clients']} | {row['throughput_rps']} | "
                          f"{row['p50_s']} | {row['p95_s']} | {row['executions_per_request']} | "
                          f"{row['throughput_rps'] / base[key]:.2f}x |")
-        memory = r["memory"]
-        lines += ["", "## Cold start and memory", "",
-                  f"Triton launch to model ready: {pr['triton_cold_start_s']} s. In-process pipeline load: "
-                  f"{pr['in_process_load_s']} s.", "",
-                  "| process | RSS before MiB | RSS after MiB |", "|---|---|---|",
-                  f"| Triton Python stub | {memory['before']['stub_mib']} | {memory['after']['stub_mib']} |",
-                  f"| gateway | {memory['before']['gateway_mib']} | {memory['after']['gateway_mib']} |",
-                  "", f"({memory['requests']} gateway requests, {memory['workload']}, between the two readings)",
-                  "", "## MP4 encoding (H.264, yuv420p, 16 frames)", "", "| size | s | frames/s |", "|---|---|---|"]
-        for label, row in r["mp4_encode_speed"].items():
-            lines.append(f"| {label} | {row['mean_s']} | {row['frames_per_s']} |")
-        return "\n".join(lines)
+        return lines
+
+    @staticmethod
+    def _memory_report(pr: dict, memory: dict) -> list[str]:
+        return ["", "## Cold start and memory", "",
+                f"Triton launch to model ready: {pr['triton_cold_start_s']} s. In-process pipeline load: "
+                f"{pr['in_process_load_s']} s.", "",
+                "| process | RSS before MiB | RSS after MiB |", "|---|---|---|",
+                f"| Triton Python stub | {memory['before']['stub_mib']} | {memory['after']['stub_mib']} |",
+                f"| gateway | {memory['before']['gateway_mib']} | {memory['after']['gateway_mib']} |",
+                "", f"({memory['requests']} gateway requests, {memory['workload']}, between the two readings)", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=tuple(MODES), default="quick")
     parser.add_argument("--json", type=Path, help="default bench-results/bench-<mode>.json")
     parser.add_argument("--only", choices=("per_request", "cache", "sweep", "encoding"), action="append",
-                        help="run some sections only (the report needs all)")
+                        help="run some sections only")
     args = parser.parse_args(argv)
     from build_model import build_and_save
 
@@ -396,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         output = args.json or REPO_ROOT / "bench-results" / f"bench-{args.mode}.json"
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(bench.results, indent=2))
-        if not args.only:
-            print(bench.report())
+        print(bench.report())
         print(f"\nJSON: {output}")
     return 0
 
