@@ -37,7 +37,7 @@ from sample_inputs import noise_png  # noqa: E402
 from triton_stats import model_counts, settled_counts  # noqa: E402
 
 from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
-from tests.support.servers import GatewayServer, TritonServer  # noqa: E402  (the test suite's launchers)
+from tests.support.servers import GatewayServer, TritonServer, rss_mib  # noqa: E402  (the test suite's launchers)
 
 TINY_MODEL = REPO_ROOT / "models" / "tiny-i2vgen-xl"
 TOKEN = "bench-token-0123456789"
@@ -77,13 +77,6 @@ def summary(times: list[float]) -> dict:
     ordered = sorted(times)
     return {"mean_s": round(statistics.fmean(times), 4), "p50_s": round(ordered[len(ordered) // 2], 4),
             "p95_s": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 4), "n": len(times)}
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def stub_pids() -> list[int]:

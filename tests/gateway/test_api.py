@@ -17,7 +17,7 @@ from triton_stats import model_counts, settled_counts
 
 from tests.conftest import API_TOKEN
 from tests.support.media import gradient_png, image_bytes, png_declaring, probe_mp4
-from tests.support.servers import REPO_ROOT, GatewayServer, TritonServer, free_port
+from tests.support.servers import REPO_ROOT, GatewayServer, TritonServer, free_port, rss_mib
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -106,13 +106,6 @@ def test_malformed_json_and_oversized_body(api: httpx.Client) -> None:
     # Without Content-Length (chunked), the body is counted as it arrives.
     chunks = iter([b"x" * (1024 * 1024)] * 5)
     assert_error(api.post("/api/v1/generate", content=chunks, headers=AUTH), 413, "larger than")
-
-
-def rss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def test_a_50mb_body_is_refused_without_being_held_in_memory(start_gateway) -> None:

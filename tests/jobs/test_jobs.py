@@ -305,3 +305,19 @@ def test_two_gateways_on_one_redis_share_jobs_and_cache(start_gateway, new_redis
     cancel_from_back = submit(front, steps=150)["job_id"]
     httpx.delete(f"{back.url}/api/v1/jobs/{cancel_from_back}", headers=AUTH)
     assert finished(front, cancel_from_back, timeout=30)["status"] == "cancelled"
+
+
+def test_the_python_client_runs_and_cancels_jobs(jobs_gateway: GatewayServer, tmp_path) -> None:
+    from i2v_client import I2VClient
+
+    from tests.support.media import gradient_png
+
+    client = I2VClient(jobs_gateway.url, token=jobs_gateway.token, timeout=60)
+    job = client.submit_job(gradient_png((64, 64)), "a cat", resolution="256p", num_frames=8, steps=1,
+                            idempotency_key=f"client-{time.time()}")
+    done = client.wait_for_job(job["job_id"], poll_s=0.2, timeout_s=120)
+    assert done["status"] == "succeeded"
+    assert probe_mp4(client.download(done["result"]["video_url"], tmp_path / "v.mp4").read_bytes())["frames"] == 8
+    long = client.submit_job(gradient_png((64, 64)), "a slow cat", resolution="256p", num_frames=8, steps=150)
+    assert client.cancel_job(long["job_id"])["status"] in ("queued", "running", "cancelled")
+    assert client.wait_for_job(long["job_id"], poll_s=0.2, timeout_s=60)["status"] == "cancelled"
