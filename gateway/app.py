@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from redis.exceptions import RedisError
 
 from gateway.api import jobs as job_routes
 from gateway.api.routes import router
 from gateway.client_ip import ClientAddressMiddleware, parse_networks
 from gateway.config import Settings
-from gateway.errors import install_error_handlers
+from gateway.errors import error_response, install_error_handlers
 from gateway.jobs.cache import ResultCache
 from gateway.jobs.redis_store import RedisJobStore
 from gateway.jobs.runner import JobRunner
@@ -85,6 +88,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.generation_slots = (ConcurrencyLimiter(settings.max_concurrent_per_key)
                                   if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)
+
+    @app.exception_handler(sqlite3.Error)
+    @app.exception_handler(RedisError)
+    async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # The job store (or Redis for limits and nonces) is down: a retry may succeed.
+        logger.error("job store error: %s", exc)
+        return error_response(503, "the job store is unavailable; retry shortly", {"Retry-After": "5"})
+
     app.include_router(router)
     app.include_router(job_routes.router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.

@@ -67,8 +67,10 @@ async def healthz() -> HealthResponse:
 
 
 @router.get("/readyz", response_model=HealthResponse, responses={503: {"model": HealthResponse}}, tags=["health"])
-async def readyz(service: Generation) -> JSONResponse:
-    """Triton is reachable and the model is ready to serve."""
+async def readyz(request: Request, service: Generation) -> JSONResponse:
+    """Triton is reachable, the model is ready to serve and the job store answers."""
     ready, reason = await service.triton.readiness()
+    if ready:
+        ready, reason = await request.app.state.jobs.store_readiness()
     health = HealthResponse(status=HealthStatus.ready if ready else HealthStatus.not_ready, message=reason)
     return JSONResponse(health.model_dump(mode="json"), status_code=200 if ready else 503)

@@ -15,12 +15,14 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from redis.exceptions import RedisError
 
 from gateway.config import Settings
 from gateway.errors import ApiError, ModelUnavailableError
@@ -74,7 +76,11 @@ class JobRunner:
                 await loop()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a store hiccup must not end the loop
+            except (RedisError, sqlite3.Error) as exc:
+                # The store is away: one line, not a traceback a second; the loop tries again.
+                logger.warning("job loop %s: job store unavailable (%s); retrying in 2 s", loop.__name__, exc)
+                await asyncio.sleep(2)
+            except Exception:  # noqa: BLE001 - nothing may end the loop
                 logger.exception("job loop %s failed; restarting it", loop.__name__)
                 await asyncio.sleep(1)
 

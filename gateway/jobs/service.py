@@ -56,6 +56,14 @@ class JobService:
         self.generation = generation
         self.wake = wake  # set on submit so a local worker starts at once
 
+    async def store_readiness(self) -> tuple[bool, str]:
+        """(ready, reason) of the job store, for ``/readyz``."""
+        try:
+            await self.store.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready, with its reason
+            return False, f"the job store is not reachable: {type(exc).__name__}"
+        return True, ""
+
     async def submit(self, body: JobRequest, owner: str, base_url: str,
                      idempotency_key: str | None = None) -> tuple[Job, bool]:
         """Validate everything a worker would trip on, then store the job; (job, created)."""

@@ -137,10 +137,13 @@ class SQLiteJobStore(JobStore):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._closed = False
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the job store is closed")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     outcome = work(self._db)
@@ -273,4 +276,10 @@ class SQLiteJobStore(JobStore):
         await self._run(lambda db: db.execute("SELECT 1"))
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._db.close)
+        # Under the lock: a worker thread may still be inside a query that a cancelled task
+        # started, and closing the connection under it crashes the process.
+        def close() -> None:
+            with self._lock:
+                self._closed = True
+                self._db.close()
+        await asyncio.to_thread(close)

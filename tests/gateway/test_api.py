@@ -181,6 +181,17 @@ def test_triton_down_gives_503(start_gateway) -> None:
     assert response.headers["retry-after"]
 
 
+def test_redis_down_gives_503_not_500(start_gateway) -> None:
+    gateway = start_gateway({"I2V_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    ready = httpx.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 503 and "job store" in ready.json()["message"]
+    for method, path in (("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("POST", "/api/v1/generate")):
+        response = httpx.request(method, f"{gateway.url}{path}", json=body(), headers=AUTH, timeout=30)
+        assert_error(response, 503, "unavailable")
+        assert response.headers["retry-after"]
+    assert "Traceback" not in gateway.log_path.read_text()
+
+
 def test_triton_timeout_gives_504_and_frees_the_model(start_gateway, api: httpx.Client) -> None:
     impatient = start_gateway({"I2V_INFERENCE_TIMEOUT_S": "1.5"})
     response = httpx.post(f"{impatient.url}/api/v1/generate", json=body(steps=150), headers=AUTH, timeout=60)

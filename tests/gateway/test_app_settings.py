@@ -16,8 +16,8 @@ BODY = {"image_base64": base64.b64encode(image_bytes()).decode(), "prompt": "a c
 
 def client(tmp_path, **settings) -> TestClient:
     # No Triton here: every request below is answered before the model would be called.
-    return TestClient(create_app(Settings(api_token=TOKEN, outputs_dir=tmp_path,
-                                          triton_grpc_url="127.0.0.1:9", **settings)))
+    return TestClient(create_app(Settings(api_token=TOKEN, outputs_dir=tmp_path, jobs_db=tmp_path / "jobs.sqlite3",
+                                          cache_dir=tmp_path / "cache", triton_grpc_url="127.0.0.1:9", **settings)))
 
 
 def test_query_token_can_be_switched_off(tmp_path) -> None:
