@@ -140,7 +140,7 @@ class JobRunner:
         timeout = max(1.0, min(self.settings.inference_timeout_s, job.deadline_at - time.time()))
         task = asyncio.create_task(self.generation.render(prepared, job.params, request_id=job.id, timeout_s=timeout))
         try:
-            outcome = await self._watch(job, task)
+            outcome, current = await self._watch(job, task)
         except asyncio.CancelledError:
             task.cancel()
             await self._release(job)
@@ -148,7 +148,6 @@ class JobRunner:
         if outcome == "lost":
             return
         if outcome == "cancelled":
-            current = await self.store.get(job.id)
             progress = current.progress if current is not None else None
             note = f" after {progress.step} of {progress.total} denoising steps" if progress else ""
             await self._finish(job, lambda j: j.finish(JobStatus.cancelled, f"cancelled by the caller{note}"))
@@ -169,12 +168,14 @@ class JobRunner:
             message = "video served from the cache" if rendered.cached else "video generated"
             await self._finish(job, lambda j: j.finish(JobStatus.succeeded, message, result=result))
 
-    async def _watch(self, job: Job, task: asyncio.Task) -> str:
-        """Renew the lease and copy progress until the task ends; 'done', 'cancelled' or 'lost'."""
+    async def _watch(self, job: Job, task: asyncio.Task) -> tuple[str, Job | None]:
+        """Renew the lease and copy progress until the task ends: ('done' | 'cancelled' | 'lost',
+        the job as last stored)."""
+        current: Job | None = job
         while True:
             done, _ = await asyncio.wait({task}, timeout=self.heartbeat_s)
             if done:
-                return "done"
+                return "done", current
             progress = read_progress(self.settings.progress_dir, job.id)
             now = time.time()
 
@@ -188,7 +189,7 @@ class JobRunner:
                 task.cancel()  # cancels the gRPC call; Triton stops the model within a step
                 with contextlib.suppress(BaseException):
                     await task
-                return "cancelled" if renewed and current is not None else "lost"
+                return ("cancelled" if renewed and current is not None else "lost"), current
 
     async def _fail(self, job: Job, status: int, message: str) -> None:
         logger.info("job %s failed (%d): %s", job.id, status, message)
@@ -296,7 +297,8 @@ class JobRunner:
             cutoff = time.time() - self.settings.retention_s
             for job_id in await self.store.due("finished", cutoff, limit=200):
                 await self.store.delete(job_id)
-            await self.generation.cache.expire(cutoff) if self.generation.cache is not None else None
+            if self.generation.cache is not None:
+                await self.generation.cache.expire(cutoff)
             removed = await asyncio.to_thread(_remove_files_older_than, self.generation.outputs.directory, cutoff)
             if removed:
                 logger.info("retention: removed %d videos older than %.0f s", removed, self.settings.retention_s)
