@@ -25,7 +25,7 @@ import httpx
 from redis.exceptions import RedisError
 
 from gateway.config import Settings
-from gateway.errors import ApiError, ModelUnavailableError
+from gateway.errors import ApiError, InvalidFieldError, ModelUnavailableError
 from gateway.jobs.records import DeliveryAttempt, Job, JobProgress, JobResult, WebhookState
 from gateway.jobs.service import JobService
 from gateway.jobs.store import JobStore
@@ -259,11 +259,14 @@ class JobRunner:
             await self._sleep(0.5)
 
     async def _deliver(self, job: Job) -> None:
-        assert job.webhook is not None and self.settings.webhook_secret is not None
-        event = f"job.{job.status.value}"
-        message = sign_event(self.settings.webhook_secret.get_secret_value(), f"{job.id}_{job.status.value}", event,
-                             self.jobs.view(job).model_dump(mode="json"))
+        if job.webhook is None:
+            return
+        secret = self.settings.webhook_secret
         try:
+            if secret is None:  # a replica without the secret: record it rather than send unsigned
+                raise InvalidFieldError("webhooks are not configured on this gateway (I2V_WEBHOOK_SECRET)")
+            message = sign_event(secret.get_secret_value(), f"{job.id}_{job.status.value}", f"job.{job.status.value}",
+                                 self.jobs.view(job).model_dump(mode="json"))
             # Checked again at delivery: the name may resolve elsewhere now (DNS rebinding).
             await check_callback_url(job.webhook.url, self.settings.webhook_allow_private)
             attempt = await deliver(self._http, job.webhook.url, message, self.settings.webhook_timeout_s)
