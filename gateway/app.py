@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -29,36 +30,39 @@ from gateway.outputs import URL_PREFIX, OutputStore
 from gateway.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.request_log import RequestLogMiddleware
 from gateway.service import GenerationService
-from gateway.signing import nonce_store
+from gateway.signing import MemoryNonceStore, RedisNonceStore
 from gateway.triton_client import TritonClient
 
 logger = logging.getLogger("gateway")
 
 
-def open_job_store(settings: Settings) -> JobStore:
+def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:
     """Redis when configured (replicas share jobs), else the SQLite file."""
-    if settings.redis_url:
-        return RedisJobStore(settings.redis_url)
+    if redis is not None:
+        return RedisJobStore(redis)
     return SQLiteJobStore(settings.jobs_db)
 
 
-def rate_limiter(settings: Settings) -> TokenBucketLimiter | RedisTokenBucketLimiter | None:
+def rate_limiter(settings: Settings,
+                 redis: aioredis.Redis | None) -> TokenBucketLimiter | RedisTokenBucketLimiter | None:
     """Per-key budgets: shared in Redis when configured, else this process's own."""
     if settings.rate_limit_per_minute <= 0:
         return None
-    if settings.redis_url:
-        return RedisTokenBucketLimiter(settings.redis_url, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    if redis is not None:
+        return RedisTokenBucketLimiter(redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
     return TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 def create_app(settings: Settings) -> FastAPI:
     outputs = OutputStore(settings.outputs_dir)
+    # One connection pool for the job store, the rate limits and the nonces; closed at shutdown.
+    redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The gRPC aio channel belongs to the running loop, so it is opened here.
         triton = TritonClient(settings.triton_grpc_url, settings.triton_model, settings.inference_timeout_s)
-        store = open_job_store(settings)
+        store = open_job_store(settings, redis)
         cache = ResultCache(store, settings.cache_dir, outputs, settings.cache_max_bytes)
         generation = GenerationService(settings, triton, outputs, cache)
         jobs = JobService(settings, store, generation, wake=asyncio.Event())
@@ -72,8 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await runner.stop()
             await store.close()
-            if app.state.rate_limiter is not None:
-                await app.state.rate_limiter.close()
+            if redis is not None:
+                await redis.aclose()
             await triton.close()
 
     app = FastAPI(
@@ -83,8 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.rate_limiter = rate_limiter(settings)
-    app.state.nonces = nonce_store(settings)
+    app.state.rate_limiter = rate_limiter(settings, redis)
+    app.state.nonces = RedisNonceStore(redis) if redis is not None else MemoryNonceStore()
     app.state.generation_slots = (ConcurrencyLimiter(settings.max_concurrent_per_key)
                                   if settings.max_concurrent_per_key > 0 else None)
     install_error_handlers(app)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
+
 
 @dataclass(frozen=True)
 class RateDecision:
@@ -62,9 +64,6 @@ class TokenBucketLimiter:
     async def acquire(self, key: str) -> RateDecision:
         return self.take(key)
 
-    async def close(self) -> None:
-        """Nothing to release."""
-
 
 # The same bucket as above, computed inside Redis so that replicas cannot race. Redis's own
 # clock is used, not the replicas' (which may disagree). Returns {allowed, tokens * 1000}.
@@ -89,22 +88,16 @@ return {allowed, math.floor(tokens * 1000)}
 class RedisTokenBucketLimiter:
     """The token bucket in Redis: every gateway replica draws from the same budget per key."""
 
-    def __init__(self, url: str, per_minute: float, burst: int) -> None:
-        import redis.asyncio as aioredis
-
+    def __init__(self, redis: aioredis.Redis, per_minute: float, burst: int) -> None:
         self.rate = per_minute / 60.0
         self.burst = burst
-        self._redis = aioredis.from_url(url)
-        self._take = self._redis.register_script(_TAKE_SCRIPT)
+        self._take = redis.register_script(_TAKE_SCRIPT)
         # A bucket left alone refills completely in burst / rate seconds; then it can go.
         self._ttl_s = max(60, math.ceil(burst / self.rate) + 60) if self.rate else 3600
 
     async def acquire(self, key: str) -> RateDecision:
         allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
         return _decision(bool(allowed), int(tokens_milli) / 1000, self.burst, self.rate)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
 
 
 class ConcurrencyLimiter:

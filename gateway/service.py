@@ -79,9 +79,10 @@ class GenerationService:
         """The MP4 for a prepared input: from the cache for a seeded repeat, else from Triton."""
         started = time.perf_counter()
         video = video_request(prepared, params)
-        key = cache_key(self.settings.triton_model, video, params.fps) if self.cache is not None else None
-        if key is not None and self.cache is not None:
-            hit = await self.cache.lookup(key)
+        cache = self.cache if self.cache is not None and self.cache.enabled else None
+        key = cache_key(self.settings.triton_model, video, params.fps) if cache is not None else None
+        if key is not None and cache is not None:
+            hit = await cache.lookup(key)
             if hit is not None:
                 path, entry = hit
                 logger.info("video %s: served from the cache", path.name)
@@ -91,8 +92,8 @@ class GenerationService:
         generated = await self.triton.generate(video, timeout_s=timeout_s, request_id=request_id)
         path = self.outputs.new_path()
         await asyncio.to_thread(encode_mp4, generated.frames, params.fps, path)
-        if key is not None and self.cache is not None:
-            await self.cache.remember(key, path, generated.seed, video, params.fps)
+        if key is not None and cache is not None:
+            await cache.remember(key, path, generated.seed, video, params.fps)
         elapsed = time.perf_counter() - started
         logger.info("video %s: %dx%d, %d frames, %d steps in %.2f s, prompt %s", path.name, video.width,
                     video.height, video.num_frames, video.num_inference_steps, elapsed,

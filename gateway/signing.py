@@ -18,6 +18,7 @@ import re
 import time
 from typing import Protocol
 
+import redis.asyncio as aioredis
 from fastapi import Request
 
 from gateway.config import Settings
@@ -57,17 +58,11 @@ class MemoryNonceStore:
 
 
 class RedisNonceStore:
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(url)
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
 
     async def first_use(self, nonce: str, ttl_s: float) -> bool:
         return bool(await self._redis.set(f"i2v:nonce:{nonce}", b"1", nx=True, ex=max(1, int(ttl_s))))
-
-
-def nonce_store(settings: Settings) -> NonceStore:
-    return RedisNonceStore(settings.redis_url) if settings.redis_url else MemoryNonceStore()
 
 
 async def require_signature(request: Request) -> None:

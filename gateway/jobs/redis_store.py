@@ -26,8 +26,10 @@ def _text(value: Any) -> str:
 
 
 class RedisJobStore(JobStore):
-    def __init__(self, url: str) -> None:
-        self._redis = aioredis.from_url(url)
+    """On a client its caller owns (and closes): the gateway shares one with limits and nonces."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
 
     @staticmethod
     def _key(*parts: str) -> str:
@@ -36,13 +38,14 @@ class RedisJobStore(JobStore):
     def _write(self, pipe: aioredis.client.Pipeline, job: Job) -> None:
         pipe.set(self._key("job", job.id), job.model_dump_json())
         pipe.zadd(self._key("owner", job.owner), {job.id: job.created_at})
-        for index, score in job.index_scores().items():
+        scores = job.index_scores()
+        for index, score in scores.items():
             if score is None:
                 pipe.zrem(self._key(index), job.id)
             else:
                 pipe.zadd(self._key(index), {job.id: score})
         queued_by_owner = self._key("queued", job.owner)
-        if job.index_scores()["queued"] is None:
+        if scores["queued"] is None:
             pipe.zrem(queued_by_owner, job.id)
         else:
             pipe.zadd(queued_by_owner, {job.id: job.created_at})
@@ -176,4 +179,4 @@ class RedisJobStore(JobStore):
                 if raw is None or CacheEntry.model_validate_json(raw).created_at < before]
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        """The client is the caller's to close."""

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from gateway.jobs.records import IdempotencyConflictError, Job
 from gateway.jobs.redis_store import RedisJobStore
@@ -23,11 +24,14 @@ def run(request: pytest.FixtureRequest, tmp_path) -> Callable[[Scenario], None]:
 
     def run_scenario(scenario: Scenario) -> None:
         async def main() -> None:
-            store: JobStore = RedisJobStore(url) if url else SQLiteJobStore(tmp_path / "jobs.sqlite3")
+            redis = aioredis.from_url(url) if url else None
+            store: JobStore = RedisJobStore(redis) if redis else SQLiteJobStore(tmp_path / "jobs.sqlite3")
             try:
                 await scenario(store)
             finally:
                 await store.close()
+                if redis is not None:
+                    await redis.aclose()
         asyncio.run(main())
     return run_scenario
 
