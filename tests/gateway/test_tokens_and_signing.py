@@ -155,3 +155,14 @@ def test_the_python_client_signs(signed_gateway) -> None:
     with pytest.raises(AuthenticationError):
         I2VClient(signed_gateway.url, token=signed_gateway.token).list_jobs()
     assert httpx.get(f"{signed_gateway.url}/healthz").status_code == 200  # probes need no signature
+
+
+def test_a_replay_to_another_replica_on_one_redis_is_refused(start_gateway, new_redis_url) -> None:
+    shared = {"I2V_REQUEST_SIGNING_SECRET": SIGNING_SECRET, "I2V_REDIS_URL": new_redis_url(), "I2V_JOB_WORKERS": "0",
+              "I2V_RATE_LIMIT_PER_MINUTE": "0"}
+    first, second = start_gateway(shared), start_gateway(shared)
+    payload = job_body()
+    headers = signature_headers(SIGNING_SECRET, "POST", "/api/v1/jobs", "", payload)
+    assert signed_post(first, payload, headers).status_code == 202
+    replay = signed_post(second, payload, headers)
+    assert replay.status_code == 401 and "replays are refused" in replay.json()["message"], replay.text
