@@ -8,16 +8,13 @@
 # Environment: TRITON_HTTP_PORT (8010), TRITON_GRPC_PORT (8011), TRITON_METRICS_PORT (8012),
 # TRITON_BIND_ADDRESS (127.0.0.1), TRITON_MODEL_CONFIG_NAME (empty = config.pbtxt; "gpu"),
 # TRITON_READY_TIMEOUT seconds (300), TRITON_MODEL_REPOSITORY (model_repository/),
-# I2V_MODEL_PATH (weights folder or hub id), I2V_PROGRESS_DIR (progress files for the gateway),
-# I2V_PYTHON (the interpreter that runs the model; default .venv/bin/python), I2V_LOG_DIR (logs),
-# TRITON_ADMIN_KEY (admin APIs then need the header "admin-key: <key>"; required to bind
-# beyond loopback).
+# I2V_MODEL_PATH (weights folder or hub id), I2V_PYTHON (the interpreter that runs the model;
+# default .venv/bin/python), I2V_LOG_DIR (logs), TRITON_ADMIN_KEY (admin APIs then need the
+# header "admin-key: <key>"; required to bind beyond loopback).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG_DIR="${I2V_LOG_DIR:-$ROOT/logs}"
-# The model writes per-request progress here; the gateway's I2V_PROGRESS_DIR must be the same folder.
-export I2V_PROGRESS_DIR="${I2V_PROGRESS_DIR:-$ROOT/run/progress}"
 PID_FILE="$LOG_DIR/triton.pid"
 LOG_FILE="$LOG_DIR/triton.log"
 HTTP_PORT="${TRITON_HTTP_PORT:-8010}"

@@ -1,19 +1,21 @@
-"""The pipeline module alone, without Triton: settings, validation, grouping, seeding, cancel."""
+"""The i2v_model package alone, without Triton: settings, validation, grouping, seeding, cancel."""
 
 from __future__ import annotations
 
+import ast
 import io
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from i2v_pipeline import (
+
+import i2v_model
+from i2v_model import (
     GenerationCancelledError,
     GenerationFailedError,
     InvalidRequestError,
     ModelSettings,
-    ProgressFiles,
     VideoGenerator,
     build_request,
     decode_image,
@@ -21,7 +23,6 @@ from i2v_pipeline import (
     frames_to_uint8,
     group_by_batch_key,
 )
-
 from tests.support.media import gradient_png, image_bytes
 
 SETTINGS = ModelSettings(model_path="unused", max_num_frames=32, max_inference_steps=50, max_pixels=512 * 512)
@@ -41,6 +42,11 @@ class TestSettings:
             environ={"I2V_MODEL_PATH": "ali-vilab/i2vgen-xl"})
         assert settings.max_num_frames == 24 and settings.channels_last is True
         assert settings.model_path == "ali-vilab/i2vgen-xl"
+        assert settings.progress_model == "i2vgen_xl_progress"
+
+    def test_empty_progress_model_turns_reports_off(self) -> None:
+        settings = ModelSettings.from_parameters({"model_path": "x", "progress_model": ""}, environ={})
+        assert settings.progress_model == ""
 
     def test_relative_model_path_resolves_against_the_model_folder(self, tmp_path: Path) -> None:
         (tmp_path / "weights").mkdir()
@@ -53,6 +59,8 @@ class TestSettings:
         ({"model_path": "x", "dtype": "float8"}, "dtype must be one of"),
         ({"model_path": "x", "device": "tpu"}, "device must be"),
         ({"model_path": "x", "batch_invariant": "maybe"}, "not a boolean"),
+        ({"model_path": "x", "progress_model": "../other"}, "progress_model must be a Triton model name"),
+        ({"model_path": "x", "progress_dir": "/tmp/p"}, "unknown model parameters: progress_dir"),
         ({}, "model_path is empty"),
     ])
     def test_bad_parameters_are_refused_at_load(self, parameters, message) -> None:
@@ -139,6 +147,12 @@ class TestTinyModel:
         assert steps_seen == [1, 2]
         assert "after 2 of 20" in str(results[0].error)
 
+    def test_each_step_names_the_requests_of_the_running_call(self, generator: VideoGenerator) -> None:
+        steps: list = []
+        generator.generate([make(seed=1), make(seed=2, num_frames=5)],
+                           on_step=lambda indices, done, total: steps.append((list(indices), done, total)))
+        assert steps == [([0], 1, 2), ([0], 2, 2), ([1], 1, 2), ([1], 2, 2)]
+
     def test_a_cancelled_neighbour_does_not_stop_the_others(self, generator: VideoGenerator) -> None:
         results = generator.generate([make(seed=1), make(seed=2)], is_cancelled=lambda i: i == 0)
         assert isinstance(results[0].error, GenerationCancelledError)
@@ -203,18 +217,15 @@ class TestBatchModes:
         assert difference.max() <= 2 and difference.mean() < 0.01
 
 
-def test_progress_files_report_and_clear(tmp_path) -> None:
-    progress = ProgressFiles(str(tmp_path / "progress"))
-    progress.report("job_1-a", 3, 50)
-    assert (tmp_path / "progress" / "job_1-a").read_text() == "3 50"
-    progress.report("../escape", 1, 2)  # not a plain id: ignored, nothing written outside
-    progress.report("", 1, 2)
-    assert [p.name for p in (tmp_path / "progress").iterdir()] == ["job_1-a"]
-    progress.clear("job_1-a")
-    assert list((tmp_path / "progress").iterdir()) == []
-    ProgressFiles("").report("job", 1, 2)  # no folder configured: a no-op
-
-
-def test_progress_dir_comes_from_the_environment() -> None:
-    settings = ModelSettings.from_parameters({"model_path": "x"}, environ={"I2V_PROGRESS_DIR": "/tmp/p"})
-    assert settings.progress_dir == "/tmp/p"
+def test_the_package_imports_neither_triton_nor_the_gateway() -> None:
+    # Only the Triton glue (model.py) may import Triton; the gateway sits above the model.
+    forbidden = {"triton_python_backend_utils", "tritonclient", "gateway"}
+    for path in Path(i2v_model.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not {name.split(".")[0] for name in names} & forbidden, f"{path.name} imports {names}"

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, TritonServer, free_port
+from i2v_tools.servers import REPO_ROOT, TritonServer, free_port
 
 pytestmark = pytest.mark.integration
 ADMIN_KEY = "admin-key-for-tests-0123"
@@ -25,7 +25,9 @@ def post(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 def test_admin_apis_need_the_key_and_inference_does_not(tiny_model_path, tmp_path) -> None:
-    server = TritonServer(tmp_path, {"I2V_MODEL_PATH": str(tiny_model_path), "TRITON_ADMIN_KEY": ADMIN_KEY})
+    # Started from another folder than the checkout: the launcher finds the repository itself.
+    server = TritonServer(tmp_path, {"I2V_MODEL_PATH": str(tiny_model_path), "TRITON_ADMIN_KEY": ADMIN_KEY},
+                          cwd=tmp_path)
     server.start().wait_ready()
     try:
         index = f"http://{server.http_url}/v2/repository/index"
@@ -44,7 +46,7 @@ def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path) -> None:
            "TRITON_METRICS_PORT": str(free_port())}
     env.pop("TRITON_ADMIN_KEY", None)
     result = subprocess.run([str(REPO_ROOT / "scripts" / "start_triton.sh")], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 1
     assert "set TRITON_ADMIN_KEY" in result.stderr
     assert not (tmp_path / "triton.pid").exists()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from triton_stats import model_counts, settled_counts
 from tritonclient.utils import InferenceServerException
 
-from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
+from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
+from i2v_tools.servers import TritonServer
+from i2v_tools.triton_stats import model_counts, settled_counts
 from tests.support.media import gradient_png, image_bytes
-from tests.support.servers import TritonServer
 
 pytestmark = pytest.mark.integration
 

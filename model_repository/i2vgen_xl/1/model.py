@@ -1,6 +1,6 @@
-"""Triton Python-backend glue for I2VGen-XL: tensors in, ``i2v_pipeline`` calls, tensors out.
+"""Triton Python-backend glue for I2VGen-XL: tensors in, ``i2v_model`` calls, tensors out.
 
-Nothing here knows about diffusion; see ``i2v_pipeline.py`` beside this file.
+Nothing here knows about diffusion; the ``i2v_model`` package beside this file does that work.
 """
 
 from __future__ import annotations
@@ -8,20 +8,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from i2v_pipeline import (  # noqa: E402
+from i2v_model import (
     GenerationCancelledError,
     GenerationRequest,
     InvalidRequestError,
     ModelSettings,
-    ProgressFiles,
+    ProgressReporter,
     VideoGenerator,
     build_request,
 )
@@ -61,7 +59,21 @@ class TritonPythonModel:
             settings = dataclasses.replace(settings, device=f"cuda:{args['model_instance_device_id']}")
         self.settings = settings
         self.generator = VideoGenerator.load(settings)
-        self.progress = ProgressFiles(settings.progress_dir)
+        self.progress = ProgressReporter(self._send_progress if settings.progress_model else None)
+
+    def _send_progress(self, request_ids: Sequence[str], step: int, total: int, finished: bool) -> None:
+        """One report to the progress model (see i2v_model/progress.py), answered at once."""
+        inputs = [
+            pb_utils.Tensor("REQUEST_ID", np.array([i.encode() for i in request_ids], dtype=np.object_)),
+            pb_utils.Tensor("STEP", np.array([step], dtype=np.int32)),
+            pb_utils.Tensor("TOTAL", np.array([total], dtype=np.int32)),
+            pb_utils.Tensor("FINISHED", np.array([finished], dtype=np.bool_)),
+        ]
+        request = pb_utils.InferenceRequest(model_name=self.settings.progress_model, inputs=inputs,
+                                            requested_output_names=[])
+        for response in request.exec(decoupled=True):
+            if response.has_error():
+                raise RuntimeError(response.error().message())
 
     def _parse(self, request) -> GenerationRequest:
         image = _scalar(request, "IMAGE")
@@ -81,6 +93,14 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
+        request_ids = [request.request_id() for request in requests]
+        try:
+            return self._execute(requests, request_ids)
+        finally:
+            # Whatever the outcome, the watchers of these requests must hear that they ended.
+            self.progress.finished(request_ids)
+
+    def _execute(self, requests, request_ids: list[str]):
         responses: list = [None] * len(requests)
         accepted: list[int] = []
         parsed: list[GenerationRequest] = []
@@ -94,17 +114,10 @@ class TritonPythonModel:
         def is_cancelled(position: int) -> bool:
             return requests[accepted[position]].is_cancelled()
 
-        request_ids = [requests[index].request_id() for index in accepted]
-
         def on_step(positions, done: int, total: int) -> None:
-            for position in positions:
-                self.progress.report(request_ids[position], done, total)
+            self.progress.step([request_ids[accepted[position]] for position in positions], done, total)
 
-        try:
-            results = self.generator.generate(parsed, is_cancelled=is_cancelled, on_step=on_step)
-        finally:
-            for request_id in request_ids:
-                self.progress.clear(request_id)
+        results = self.generator.generate(parsed, is_cancelled=is_cancelled, on_step=on_step)
         for position, result in zip(accepted, results, strict=True):
             if result.error is None:
                 responses[position] = pb_utils.InferenceResponse(output_tensors=[
