@@ -25,21 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 
-import numpy as np  # noqa: E402
-import tritonclient.grpc as grpcclient  # noqa: E402
-import tritonclient.http as httpclient  # noqa: E402
-from sample_inputs import noise_png  # noqa: E402
-from triton_stats import model_counts, settled_counts  # noqa: E402
+from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
+from i2v_tools import REPO_ROOT
+from i2v_tools.sample_inputs import noise_png
+from i2v_tools.servers import GatewayServer, TritonServer, rss_mib
+from i2v_tools.tiny_model import TINY_MODEL, build_and_save
+from i2v_tools.triton_stats import model_counts, settled_counts
 
-from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
-from tests.support.servers import GatewayServer, TritonServer, rss_mib  # noqa: E402  (the test suite's launchers)
-
-TINY_MODEL = REPO_ROOT / "models" / "tiny-i2vgen-xl"
 TOKEN = "bench-token-0123456789"
 
 
@@ -127,10 +123,9 @@ class Bench:
         neighbours) lands on all of them alike; medians are compared."""
         import httpx
         import tritonclient.grpc as grpcclient
-        from i2v_pipeline import ModelSettings, VideoGenerator, build_request
 
-        from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
-        from gateway.video import encode_mp4
+        from gateway.generation.video import encode_mp4
+        from i2v_model import ModelSettings, VideoGenerator, build_request
 
         work: Workload = self.settings["realistic"]
         settings = ModelSettings(model_path=str(TINY_MODEL))
@@ -213,7 +208,6 @@ class Bench:
     def cache(self) -> None:
         import httpx
         import tritonclient.http as httpclient
-        from triton_stats import model_counts, settled_counts
 
         work: Workload = self.settings["realistic"]
         body = {"image_base64": base64.b64encode(noise_png(work.size, work.size)).decode(), "prompt": "a lighthouse",
@@ -310,7 +304,7 @@ class Bench:
 
     # --- 6: MP4 encoding speed --------------------------------------------------------------
     def encoding(self) -> None:
-        from gateway.video import encode_mp4
+        from gateway.generation.video import encode_mp4
 
         rows = {}
         for label, (width, height) in {"512p (512x512)": (512, 512), "1024p (1024x576)": (1024, 576)}.items():
@@ -397,8 +391,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("per_request", "cache", "sweep", "encoding"), action="append",
                         help="run some sections only")
     args = parser.parse_args(argv)
-    from build_model import build_and_save
-
     build_and_save(TINY_MODEL)
     with tempfile.TemporaryDirectory(prefix="i2v-bench-") as workdir:
         bench = Bench(args.mode, Path(workdir))

@@ -18,14 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from build_model import build_pipeline  # noqa: E402
-from i2v_pipeline import ModelSettings, VideoGenerator, build_request  # noqa: E402
-from sample_inputs import noise_png  # noqa: E402
+from i2v_model import ModelSettings, VideoGenerator, build_request
+from i2v_tools.sample_inputs import noise_png
+from i2v_tools.tiny_model import build_pipeline
 
 
 def configurations(device: str, compile_unet: bool) -> dict[str, ModelSettings]:

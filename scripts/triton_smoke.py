@@ -13,15 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import tritonclient.grpc as grpcclient
 
-import numpy as np  # noqa: E402
-import tritonclient.grpc as grpcclient  # noqa: E402
-from sample_inputs import noise_png  # noqa: E402
-from triton_stats import model_counts, settled_counts  # noqa: E402
-
-from gateway.triton_inputs import MODEL_NAME, VideoRequest, build_inputs  # noqa: E402
+from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
+from i2v_tools.sample_inputs import noise_png
+from i2v_tools.triton_stats import model_counts, settled_counts
 
 
 def infer_many(client: grpcclient.InferenceServerClient, requests: list[VideoRequest]) -> list:

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, GatewayServer, ManagedProcess, RedisServer, TritonServer
+from i2v_tools.servers import GatewayServer, ManagedProcess, RedisServer, TritonServer
+from i2v_tools.tiny_model import TINY_MODEL, build_and_save
 
-sys.path.insert(0, str(REPO_ROOT / "model_repository" / "i2vgen_xl" / "1"))
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-sys.path.insert(0, str(REPO_ROOT / "client"))
-
-TINY_MODEL = REPO_ROOT / "models" / "tiny-i2vgen-xl"
 API_TOKEN = "test-token-0123456789"
 _started: list[ManagedProcess] = []
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
-    from build_model import build_and_save
-
     build_and_save(TINY_MODEL)
     return TINY_MODEL
 
 
 @pytest.fixture(scope="session")
 def triton(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    server = TritonServer(tmp_path_factory.mktemp("triton-logs"), {"I2V_MODEL_PATH": str(tiny_model_path)})
+    # Each server runs in a folder of its own, as on separate hosts: nothing may rely on a shared cwd.
+    log_dir = tmp_path_factory.mktemp("triton-logs")
+    server = TritonServer(log_dir, {"I2V_MODEL_PATH": str(tiny_model_path)}, cwd=log_dir)
     _started.append(server)
     server.start().wait_ready()
     yield server
@@ -42,8 +37,8 @@ def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
     gateways: list[GatewayServer] = []
 
     def start(env: dict[str, str] | None = None, triton_grpc_url: str | None = None) -> GatewayServer:
-        server = GatewayServer(tmp_path_factory.mktemp("gateway"), triton_grpc_url or triton.grpc_url, API_TOKEN,
-                               env, progress_dir=triton.progress_dir)
+        log_dir = tmp_path_factory.mktemp("gateway")
+        server = GatewayServer(log_dir, triton_grpc_url or triton.grpc_url, API_TOKEN, env, cwd=log_dir)
         gateways.append(server)
         _started.append(server)
         return server.start().wait_healthy()

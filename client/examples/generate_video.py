@@ -8,11 +8,8 @@ I2V_API_URL (default http://localhost:8000) and I2V_API_TOKEN select the server.
 import base64
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-
-from i2v_client import I2VClient, I2VError  # noqa: E402
+from i2v_client import I2VClient, I2VError  # pip install -e client (scripts/setup.sh does)
 
 image_path = sys.argv[1] if len(sys.argv) > 1 else "input.jpg"
 output_path = sys.argv[2] if len(sys.argv) > 2 else "output.mp4"

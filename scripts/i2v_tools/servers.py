@@ -1,4 +1,4 @@
-"""Start real servers for integration tests: free ports, health wait, logs on failure."""
+"""Start real servers for the integration tests and the benchmarks: free ports, health wait, logs on failure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from i2v_tools import REPO_ROOT
 
 
 def free_port() -> int:
@@ -94,20 +94,21 @@ class ManagedProcess:
 
 
 class TritonServer(ManagedProcess):
-    """``scripts/start_triton.sh`` in the foreground on free ports."""
+    """``scripts/start_triton.sh`` in the foreground on free ports.
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    ``cwd`` is where it runs: the launcher finds the repository from its own path, so a test can
+    start Triton and the gateway in different folders, as on different hosts."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> None:
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.progress_dir = log_dir / "progress"
         ports = {
             "TRITON_HTTP_PORT": str(self.http_port),
             "TRITON_GRPC_PORT": str(self.grpc_port),
             "TRITON_METRICS_PORT": str(self.metrics_port),
             "I2V_LOG_DIR": str(log_dir),
-            "I2V_PROGRESS_DIR": str(self.progress_dir),
         }
         super().__init__("tritonserver", [str(REPO_ROOT / "scripts" / "start_triton.sh")],
-                         log_dir / "start_triton.out", {**ports, **(env or {})})
+                         log_dir / "start_triton.out", {**ports, **(env or {})}, cwd=cwd)
         self.server_log = log_dir / "triton.log"
 
     @property
@@ -138,10 +139,11 @@ class TritonServer(ManagedProcess):
 
 class GatewayServer(ManagedProcess):
     """``python -m gateway`` on a free port; its outputs, job store and cache under ``log_dir``
-    unless ``env`` says otherwise (a restarted gateway passes the same ones)."""
+    unless ``env`` says otherwise (a restarted gateway passes the same ones). The package is
+    installed, so ``cwd`` can be any folder."""
 
     def __init__(self, log_dir: Path, triton_grpc_url: str, token: str, env: dict[str, str] | None = None,
-                 progress_dir: Path | None = None) -> None:
+                 cwd: Path = REPO_ROOT) -> None:
         self.port = free_port()
         self.token = token
         settings = {
@@ -152,10 +154,8 @@ class GatewayServer(ManagedProcess):
             "I2V_JOBS_DB": str(log_dir / "jobs.sqlite3"),
             "I2V_CACHE_DIR": str(log_dir / "cache"),
         }
-        if progress_dir is not None:
-            settings["I2V_PROGRESS_DIR"] = str(progress_dir)
         super().__init__("gateway", [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "gateway"],
-                         log_dir / "gateway.log", {**settings, **(env or {})})
+                         log_dir / "gateway.log", {**settings, **(env or {})}, cwd=cwd)
 
     @property
     def url(self) -> str:
@@ -169,11 +169,11 @@ class GatewayServer(ManagedProcess):
 class RedisServer(ManagedProcess):
     """A throwaway ``redis-server`` on a free port, nothing written to disk."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, cwd: Path = REPO_ROOT) -> None:
         self.port = free_port()
         super().__init__("redis-server", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                                           "--save", "", "--appendonly", "no", "--databases", "64"],
-                         log_dir / "redis.log")
+                         log_dir / "redis.log", cwd=cwd)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"

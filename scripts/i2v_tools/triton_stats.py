@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.triton_inputs import MODEL_NAME
+from gateway.generation.triton_inputs import MODEL_NAME
 
 
 def model_counts(client: Any) -> tuple[int, int]:

@@ -1,0 +1,88 @@
+"""The layout is the architecture: imports run one way, down the layers, and every package installs.
+
+Imports are read with ``ast`` (nothing is imported), so a back-edge fails here even when no
+test happens to run the code that has it.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10, where pytest brings tomli, the library tomllib came from
+    import tomli as tomllib
+
+from i2v_tools import REPO_ROOT
+
+# (folder, what nothing in it may import, why). Read top to bottom, it is the architecture:
+# HTTP edge -> jobs -> generation -> Triton, and the model, the tools and the tests apart.
+NO_IMPORTS = [
+    ("gateway/generation", ("gateway.jobs", "gateway.api", "gateway.edge"),
+     "generation is the lowest gateway layer: a need from above comes as an interface it owns"),
+    ("gateway/jobs", ("gateway.api", "gateway.edge"), "jobs know nothing of HTTP"),
+    ("gateway/edge", ("gateway.api",), "the edge (auth, limits, signing) is used by the routes, not the reverse"),
+    ("model_repository", ("gateway", "i2v_tools", "tests"),
+     "the model runs inside Triton, on another host than the gateway, with none of the developer tools"),
+    (".", ("tests",), "the gateway, the model, the scripts and the client never import the test suite"),
+]
+# Where the "." rule does not look: the test suite may import itself.
+TESTS = "tests"
+
+
+def python_files(folder: str) -> list[Path]:
+    """The .py files under ``folder`` that git tracks or would track (so not .venv/ or models/)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", folder],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+    return sorted(REPO_ROOT / name for name in listed if name.endswith(".py") and (REPO_ROOT / name).exists())
+
+
+def imports(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line, statement, modules) for each import in ``path``. ``from a import b`` names ``a`` and
+    ``a.b`` (``b`` may be a module); relative imports are resolved against the file's package."""
+    package = path.relative_to(REPO_ROOT).parent.parts
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield node.lineno, ast.unparse(node), [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = ".".join(package[:len(package) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            yield node.lineno, ast.unparse(node), [base] + [f"{base}.{alias.name}" for alias in node.names]
+
+
+def is_within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize(("folder", "forbidden", "why"), NO_IMPORTS, ids=[rule[0] for rule in NO_IMPORTS])
+def test_imports_run_one_way(folder: str, forbidden: tuple[str, ...], why: str) -> None:
+    files = [path for path in python_files(folder)
+             if folder != "." or path.relative_to(REPO_ROOT).parts[0] != TESTS]
+    offences = [f"{path.relative_to(REPO_ROOT)}:{line}: {statement}"
+                for path in files for line, statement, modules in imports(path)
+                if any(is_within(module, prefix) for module in modules for prefix in forbidden)]
+    where = "code outside tests/" if folder == "." else f"{folder}/"
+    assert not offences, f"{where} must not import {', '.join(forbidden)}: {why}\n" + "\n".join(offences)
+
+
+def test_every_gateway_package_is_installed() -> None:
+    """A package folder missing from pyproject.toml imports from a checkout but not once installed."""
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    folders = {".".join(init.parent.relative_to(REPO_ROOT).parts) for init in python_files("gateway")
+               if init.name == "__init__.py"}
+    missing = sorted(folders - listed)
+    assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
+    # And each listed package is a folder with an __init__.py, where package-dir says (or by its name).
+    places = setuptools.get("package-dir", {})
+    for package in listed:
+        top, *rest = package.split(".")
+        folder = REPO_ROOT / places.get(top, top) / Path(*rest)
+        assert (folder / "__init__.py").is_file(), f"pyproject.toml lists {package}, but {folder} is no package"
