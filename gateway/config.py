@@ -9,8 +9,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from standardwebhooks.webhooks import Webhook as Signer
 
-from gateway.client_ip import parse_networks
-from gateway.triton_inputs import MODEL_NAME
+from gateway.edge.client_ip import parse_networks
+from gateway.generation.triton_inputs import MODEL_NAME, PROGRESS_MODEL_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "your-token", "secret", "token", "test"}
@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # --- Triton ---
     triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint (host:port).")
     triton_model: str = Field(MODEL_NAME, description="Model name in the Triton repository.")
+    triton_progress_model: str = Field(
+        PROGRESS_MODEL_NAME, description="Triton model that streams per-step progress; empty: no progress.")
     inference_timeout_s: float = Field(600.0, gt=0, description="Deadline for one Triton inference.")
 
     # --- inputs ---
@@ -89,9 +91,6 @@ class Settings(BaseSettings):
     max_queued_per_key: int = Field(20, ge=1, description="Queued jobs one key may have (429 beyond).")
     max_queued_total: int = Field(500, ge=1, description="Queued jobs in all (503 beyond).")
     max_batch_items: int = Field(16, ge=1, description="Items in one POST /api/v1/batch.")
-    progress_dir: Path = Field(
-        REPO_ROOT / "run" / "progress",
-        description="Folder the model writes per-step progress to (same value for tritonserver).")
     cache_max_bytes: int = Field(
         1024**3, ge=0, description="Size of the result cache for seeded requests; 0 turns it off.")
     cache_dir: Path = Field(REPO_ROOT / "data" / "cache", description="Where cached videos are kept (not served).")

@@ -1,23 +1,34 @@
-"""Domain errors and the one table that maps them to HTTP statuses."""
+"""Domain errors and the one table that maps them to HTTP statuses.
+
+Each error class carries its status and the sentence the OpenAPI document shows for it, so a
+route documents exactly the errors it can raise (``responses_for``). Failures of the stores
+(SQLite, Redis) are mapped here too, to ``StoreUnavailableError``: one table, one body shape.
+"""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Send
 
 from gateway.schemas import ErrorResponse
 
+logger = logging.getLogger("gateway.errors")
+
 
 class ApiError(Exception):
-    """Base of errors a caller sees; ``status`` is the HTTP status."""
+    """Base of errors a caller sees; ``status`` is the HTTP status, ``description`` its OpenAPI text."""
 
     status = 500
+    description = "Internal error."
     headers: dict[str, str] = {}
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
@@ -29,41 +40,50 @@ class ApiError(Exception):
 
 class InvalidImageError(ApiError):
     status = 400
+    description = "The image is not valid base64 or not a readable image."
 
 
 class UnauthorizedError(ApiError):
     status = 401
+    description = "Missing or invalid token (or request signature)."
     headers = {"WWW-Authenticate": "Bearer"}
 
 
 class ForbiddenError(ApiError):
     status = 403
+    description = "The caller's address is outside the IP allow-list."
 
 
 class NotFoundError(ApiError):
     status = 404
+    description = "No such job for this key."
 
 
 class ConflictError(ApiError):
     status = 409
+    description = "The Idempotency-Key was used with a different body."
 
 
 class PayloadTooLargeError(ApiError):
     status = 413
+    description = "The body or the image is too large."
 
 
 class InvalidFieldError(ApiError):
     status = 422
+    description = "A field is out of range or missing."
 
 
 class RateLimitedError(ApiError):
     status = 429
+    description = "Rate limit, concurrent generations or queued jobs of this key exceeded; see Retry-After."
 
 
 class ModelUnavailableError(ApiError):
     """Triton is down, the model is not ready, or its queue is full."""
 
     status = 503
+    description = "The model is not ready or at capacity; see Retry-After."
     headers = {"Retry-After": "5"}
 
 
@@ -71,17 +91,45 @@ class QueueFullError(ApiError):
     """The gateway's job queue is full for everyone; a replica or a later retry may take it."""
 
     status = 503
+    description = "The job queue is full; see Retry-After."
     headers = {"Retry-After": "30"}
+
+
+class StoreUnavailableError(ApiError):
+    """The job store (or the Redis behind limits and nonces) cannot be reached; a retry may succeed."""
+
+    status = 503
+    description = "The job store is unavailable; see Retry-After."
+    headers = {"Retry-After": "5"}
 
 
 class ModelFailedError(ApiError):
     """The model ran but could not make a video (an upstream failure, not the caller's)."""
 
     status = 502
+    description = "The model failed to make a video."
 
 
 class InferenceTimeoutError(ApiError):
     status = 504
+    description = "The model did not finish in time."
+
+
+# Exceptions of the stores' client libraries, which any layer may let through.
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, sqlite3.Error)
+# What every authenticated /api route can answer before its own work starts.
+EDGE_ERRORS: tuple[type[ApiError], ...] = (UnauthorizedError, ForbiddenError, PayloadTooLargeError,
+                                           InvalidFieldError, RateLimitedError, StoreUnavailableError)
+
+
+def responses_for(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route from the errors it can raise (the edge's included)."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for error in (*EDGE_ERRORS, *errors):
+        entry = documented.setdefault(error.status, {"model": ErrorResponse, "description": ""})
+        if error.description not in entry["description"]:
+            entry["description"] = f"{entry['description']} {error.description}".strip()
+    return dict(sorted(documented.items(), key=lambda item: int(item[0])))
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -116,6 +164,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, describe_validation(exc.errors()))
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(sqlite3.Error)
+    async def _store(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("job store error: %s", exc)
+        error = StoreUnavailableError("the job store is unavailable; retry shortly")
+        return error_response(error.status, error.message, error.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

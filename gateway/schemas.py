@@ -86,14 +86,18 @@ class ErrorResponse(BaseModel):
 
 
 class HealthStatus(str, Enum):
+    """``/healthz`` answers ok while the process lives; ``/readyz`` one of the others."""
+
     ok = "ok"
+    starting = "starting"  # the model has not been ready yet since the gateway started
     ready = "ready"
-    not_ready = "not_ready"
+    degraded = "degraded"  # it was ready, and Triton or the job store is away now (message says which)
+    draining = "draining"  # shutting down: finishing or handing back its jobs, taking no new work
 
 
 class HealthResponse(BaseModel):
     status: HealthStatus
-    message: str = ""
+    message: str = Field("", description="Why it is not ready, for people.")
 
 
 # --- asynchronous jobs ---
@@ -105,8 +109,11 @@ class JobRequest(GenerateRequest):
 
 
 class JobStatus(str, Enum):
+    """Where a job is; the legal moves between these are in ``gateway/jobs/records.py``."""
+
     queued = "queued"
     running = "running"
+    cancelling = "cancelling"  # running, asked to stop; its worker cancels the Triton request
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"

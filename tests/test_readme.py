@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.servers import REPO_ROOT, TritonServer
+from i2v_tools.servers import REPO_ROOT, TritonServer
 
 pytestmark = pytest.mark.integration
 README = (REPO_ROOT / "README.md").read_text()
@@ -50,15 +50,14 @@ def test_start_command_and_curl_example(tmp_path) -> None:
     import os
     import signal
 
+    from i2v_tools.servers import ManagedProcess, free_port, http_ok
     from tests.support.media import image_bytes, probe_mp4
-    from tests.support.servers import ManagedProcess, free_port, http_ok
 
     api_port = free_port()
     env = {"I2V_API_PORT": str(api_port), "TRITON_HTTP_PORT": str(free_port()), "TRITON_GRPC_PORT": str(free_port()),
            "TRITON_METRICS_PORT": str(free_port()), "I2V_LOG_DIR": str(tmp_path / "logs"),
            "I2V_API_TOKEN": "readme-token-0123456789", "I2V_OUTPUTS_DIR": str(tmp_path / "outputs"),
-           "I2V_JOBS_DB": str(tmp_path / "jobs.sqlite3"), "I2V_CACHE_DIR": str(tmp_path / "cache"),
-           "I2V_PROGRESS_DIR": str(tmp_path / "progress")}
+           "I2V_JOBS_DB": str(tmp_path / "jobs.sqlite3"), "I2V_CACHE_DIR": str(tmp_path / "cache")}
     app = ManagedProcess("start_app.sh", ["bash", str(REPO_ROOT / "scripts" / "start_app.sh")],
                          tmp_path / "start_app.out", env).start()
     try:

@@ -1,4 +1,4 @@
-"""Dependencies shared by routes: the services on ``app.state`` and the caller's quota."""
+"""Dependencies shared by routes: the services, and the caller's rate budget and generation slot."""
 
 from __future__ import annotations
 
@@ -7,29 +7,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from gateway.auth import Caller
+from gateway.edge.auth import Caller
+from gateway.edge.state import edge_services
 from gateway.errors import RateLimitedError
-from gateway.jobs.service import JobService
-from gateway.service import GenerationService
+from gateway.services import Services, services
 
-
-def generation_service(request: Request) -> GenerationService:
-    return request.app.state.generation
-
-
-Generation = Annotated[GenerationService, Depends(generation_service)]
-
-
-def job_service(request: Request) -> JobService:
-    return request.app.state.jobs
-
-
-Jobs = Annotated[JobService, Depends(job_service)]
+App = Annotated[Services, Depends(services)]
 
 
 async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
     """One request from the caller's rate budget; the caller's key name."""
-    limiter = request.app.state.rate_limiter
+    limiter = edge_services(request).rate_limiter
     if limiter is not None:
         decision = await limiter.acquire(f"key:{caller}")
         if not decision.allowed:
@@ -44,7 +32,7 @@ RateLimitedCaller = Annotated[str, Depends(rate_budget)]
 
 async def generation_quota(request: Request, caller: RateLimitedCaller) -> AsyncIterator[str]:
     """One request from the caller's rate budget and one generation slot while it runs."""
-    slots = request.app.state.generation_slots
+    slots = edge_services(request).generation_slots
     if slots is None:
         yield caller
         return
@@ -56,3 +44,11 @@ async def generation_quota(request: Request, caller: RateLimitedCaller) -> Async
 
 
 Quota = Depends(generation_quota)
+
+
+def base_url(request: Request, app: App) -> str:
+    """Where this gateway is reached: the configured public URL, else the request's own."""
+    return app.settings.public_base_url or str(request.base_url).rstrip("/")
+
+
+BaseUrl = Annotated[str, Depends(base_url)]

@@ -2,62 +2,110 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gateway.api.deps import Jobs, RateLimitedCaller
-from gateway.api.routes import ERRORS
-from gateway.auth import Caller
-from gateway.schemas import BatchRequest, BatchResponse, JobListResponse, JobRequest, JobResponse
-from gateway.signing import require_signature
+from gateway.api.deps import App, BaseUrl, RateLimitedCaller
+from gateway.edge.auth import Caller
+from gateway.edge.signing import require_signature
+from gateway.errors import (
+    ConflictError,
+    InvalidFieldError,
+    InvalidImageError,
+    NotFoundError,
+    QueueFullError,
+    responses_for,
+)
+from gateway.jobs.service import FINAL_TYPES
+from gateway.schemas import (
+    BatchItemResult,
+    BatchRequest,
+    BatchResponse,
+    JobErrorView,
+    JobListResponse,
+    JobRequest,
+    JobResponse,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Depends(require_signature)])
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: ERRORS[422] | {"description": "No such job for this key."}}
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: ERRORS[422] | {"description": "The Idempotency-Key was used with a different body."}}
+HEARTBEAT_S = 5  # an SSE comment this often keeps proxies from closing a quiet stream
 
 
-@router.post("/jobs", status_code=202, response_model=JobResponse, responses={**ERRORS, **_CONFLICT})
-async def submit_job(body: JobRequest, request: Request, response: Response, jobs: Jobs, caller: RateLimitedCaller,
+@router.post("/jobs", status_code=202, response_model=JobResponse,
+             responses=responses_for(InvalidImageError, ConflictError, QueueFullError))
+async def submit_job(body: JobRequest, response: Response, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
                      idempotency_key: Annotated[str | None, Header()] = None) -> JobResponse:
     """Queue a video; poll the status URL or give a callback_url. A repeat with the same
     Idempotency-Key and body returns the first job (200) instead of a new one."""
-    job, created = await jobs.submit(body, caller, str(request.base_url).rstrip("/"), idempotency_key)
-    view = jobs.view(job)
+    job, created = await app.jobs.submit(body, caller, base_url, idempotency_key)
+    view = app.views.job(job)
     response.status_code = 202 if created else 200
     response.headers["Location"] = view.status_url
     return view
 
 
-@router.get("/jobs", response_model=JobListResponse, responses=ERRORS)
-async def list_jobs(jobs: Jobs, caller: Caller, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+@router.get("/jobs", response_model=JobListResponse, responses=responses_for())
+async def list_jobs(app: App, caller: Caller, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobListResponse:
     """The caller's jobs, newest first."""
-    page, next_offset = await jobs.list(caller, offset, limit)
-    return JobListResponse(jobs=[jobs.view(job) for job in page], next_offset=next_offset)
+    page, next_offset = await app.jobs.list(caller, offset, limit)
+    return JobListResponse(jobs=[app.views.job(job) for job in page], next_offset=next_offset)
 
 
-@router.get("/jobs/{job_id}", response_model=JobResponse, responses={**ERRORS, **_NOT_FOUND})
-async def get_job(job_id: str, jobs: Jobs, caller: Caller) -> JobResponse:
+@router.get("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))
+async def get_job(job_id: str, app: App, caller: Caller) -> JobResponse:
     """Status, progress while running, the result when succeeded, the error when failed."""
-    return jobs.view(await jobs.get(job_id, caller))
+    return app.views.job(await app.jobs.get(job_id, caller))
 
 
-@router.delete("/jobs/{job_id}", response_model=JobResponse, responses={**ERRORS, **_NOT_FOUND})
-async def cancel_job(job_id: str, jobs: Jobs, caller: Caller) -> JobResponse:
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "One event per status change and per denoising step."},
+                       **responses_for(NotFoundError)})
+async def job_events(job_id: str, app: App, caller: Caller,
+                     last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
+    """Server-Sent Events of the job: queued, running (once per denoising step), then one of
+    succeeded, failed or cancelled, whose data holds the whole job; the stream ends there. Each
+    event has an id: reconnect with Last-Event-ID to resume after it."""
+    await app.jobs.get(job_id, caller)
+    try:
+        after = int(last_event_id or 0)
+    except ValueError:
+        raise InvalidFieldError("Last-Event-ID must be the id of an event of this stream") from None
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async for event in app.jobs.events(job_id, after):
+            data = event.model_dump(mode="json", exclude={"id", "type"}, exclude_none=True)
+            if event.type in FINAL_TYPES:
+                data["job"] = app.views.job(await app.jobs.get(job_id, caller)).model_dump(mode="json")
+            yield ServerSentEvent(id=str(event.id), event=event.type, data=json.dumps(data))
+    return EventSourceResponse(stream(), ping=HEARTBEAT_S)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))
+async def cancel_job(job_id: str, app: App, caller: Caller) -> JobResponse:
     """Cancel: a queued job never runs; a running one stops within a denoising step
-    (the answer says 'cancelling' until its worker has stopped it)."""
-    return jobs.view(await jobs.cancel(job_id, caller))
+    (its status is 'cancelling' until its worker has stopped it)."""
+    return app.views.job(await app.jobs.cancel(job_id, caller))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobResponse, responses={**ERRORS, **_NOT_FOUND})
-async def cancel_job_post(job_id: str, jobs: Jobs, caller: Caller) -> JobResponse:
+@router.post("/jobs/{job_id}/cancel", response_model=JobResponse, responses=responses_for(NotFoundError))
+async def cancel_job_post(job_id: str, app: App, caller: Caller) -> JobResponse:
     """The same as DELETE, for clients that cannot send DELETE."""
-    return jobs.view(await jobs.cancel(job_id, caller))
+    return app.views.job(await app.jobs.cancel(job_id, caller))
 
 
-@router.post("/batch", status_code=202, response_model=BatchResponse, responses=ERRORS)
-async def submit_batch(batch: BatchRequest, request: Request, jobs: Jobs, caller: RateLimitedCaller) -> BatchResponse:
+@router.post("/batch", status_code=202, response_model=BatchResponse, responses=responses_for(QueueFullError))
+async def submit_batch(batch: BatchRequest, app: App, base_url: BaseUrl, caller: RateLimitedCaller) -> BatchResponse:
     """Many jobs in one call: each item (over ``defaults``) becomes a job or carries its own error."""
-    return await jobs.submit_batch(batch, caller, str(request.base_url).rstrip("/"))
+    outcomes = await app.jobs.submit_batch(batch, caller, base_url)
+    items = [BatchItemResult(index=o.index, job=None if o.job is None else app.views.job(o.job),
+                             error=None if o.error is None else JobErrorView(status=o.error.status,
+                                                                             message=o.error.message))
+             for o in outcomes]
+    accepted = sum(1 for item in items if item.job is not None)
+    return BatchResponse(accepted=accepted, rejected=len(items) - accepted, items=items)

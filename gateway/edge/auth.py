@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.config import Settings
+from gateway.edge.state import edge_services
 from gateway.errors import RateLimitedError, UnauthorizedError
 
 # auto_error=False: our own messages and the common error body instead of FastAPI's.
@@ -24,7 +25,7 @@ ANONYMOUS = "anonymous"
 
 
 def _presented_key(request: Request, bearer: HTTPAuthorizationCredentials | None, query_token: str | None) -> str:
-    settings = request.app.state.settings
+    settings = edge_services(request).settings
     if request.headers.get("authorization") and bearer is None:
         raise UnauthorizedError("the Authorization header must be 'Bearer <token>'")
     if bearer is not None:
@@ -88,7 +89,8 @@ async def require_caller(
     query_token: Annotated[str | None, Depends(_query)],
 ) -> str:
     """The name of the caller's key; also kept in ``request.state.caller`` for the access log."""
-    settings = request.app.state.settings
+    edge = edge_services(request)
+    settings = edge.settings
     if settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled:
         request.state.caller = ANONYMOUS
         return ANONYMOUS
@@ -100,7 +102,7 @@ async def require_caller(
         if name is None:
             raise UnauthorizedError("invalid token")
     except UnauthorizedError:
-        limiter = request.app.state.rate_limiter
+        limiter = edge.rate_limiter
         client = request.scope.get("state", {}).get("client_ip", "unknown")
         if limiter is not None:
             decision = await limiter.acquire(f"ip:{client}")

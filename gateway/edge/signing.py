@@ -16,12 +16,11 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Protocol
 
 import redis.asyncio as aioredis
 from fastapi import Request
 
-from gateway.config import Settings
+from gateway.edge.state import edge_services
 from gateway.errors import UnauthorizedError
 
 TIMESTAMP, NONCE, SIGNATURE = "x-signature-timestamp", "x-signature-nonce", "x-signature"
@@ -35,10 +34,6 @@ def canonical_request(method: str, path: str, query: str, timestamp: str, nonce:
 
 def signature(secret: str, canonical: bytes) -> str:
     return "v1=" + hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
-
-
-class NonceStore(Protocol):
-    async def first_use(self, nonce: str, ttl_s: float) -> bool: ...
 
 
 class MemoryNonceStore:
@@ -67,7 +62,8 @@ class RedisNonceStore:
 
 async def require_signature(request: Request) -> None:
     """A dependency of the /api routers; does nothing unless signing is configured."""
-    settings: Settings = request.app.state.settings
+    edge = edge_services(request)
+    settings = edge.settings
     if settings.request_signing_secret is None:
         return
     timestamp, nonce, presented = (request.headers.get(name) for name in (TIMESTAMP, NONCE, SIGNATURE))
@@ -89,5 +85,5 @@ async def require_signature(request: Request) -> None:
     if not hmac.compare_digest(expected.encode(), presented.encode()):
         raise UnauthorizedError("the request signature does not match")
     # Only a correctly signed request uses up its nonce, so forged ones cannot burn real nonces.
-    if not await request.app.state.nonces.first_use(nonce, 2 * settings.request_signing_window_s):
+    if not await edge.nonces.first_use(nonce, 2 * settings.request_signing_window_s):
         raise UnauthorizedError("this request was already received (nonce reused): replays are refused")

@@ -5,6 +5,9 @@ hashes everything that shapes the file (the fitted image, prompts, size, frames,
 guidance, seed, fps and the model name). Cached files live in their own folder, not under
 the served outputs; a hit hard-links one into the outputs under a fresh random name, so each
 answer has its own URL and retention while the bytes are stored once.
+
+The index of entries sits behind ``CacheIndex``, which the job store implements (replicas on
+Redis share it); the dependency points down: jobs -> generation.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import logging
 import os
 import shutil
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
-from gateway.jobs.store import CacheEntry, JobStore
-from gateway.outputs import OutputStore
-from gateway.triton_inputs import VideoRequest
+from pydantic import BaseModel
+
+from gateway.generation.outputs import OutputStore
+from gateway.generation.results import VideoResult
+from gateway.generation.triton_inputs import VideoRequest
 
 logger = logging.getLogger("gateway.cache")
 
@@ -38,6 +44,32 @@ def cache_key(model: str, video: VideoRequest, fps: int) -> str | None:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+class CacheEntry(BaseModel):
+    key: str
+    video: VideoResult  # as first made; a hit answers a copy under a new file name
+    size_bytes: int
+    created_at: float
+    last_used: float
+
+
+class CacheIndex(ABC):
+    """Where cache entries are indexed; the job stores implement it."""
+
+    @abstractmethod
+    async def cache_get(self, key: str) -> CacheEntry | None:
+        """The entry, with ``last_used`` moved to now."""
+
+    @abstractmethod
+    async def cache_put(self, entry: CacheEntry, max_bytes: int) -> list[str]:
+        """Add an entry, then evict least recently used ones until the total fits; evicted keys."""
+
+    @abstractmethod
+    async def cache_drop(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def cache_older_than(self, before: float) -> list[str]: ...
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """Hard link (instant, no extra space); a copy when the folders are on different disks."""
     partial = target.with_name(f".{target.name}.partial")
@@ -50,8 +82,8 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 class ResultCache:
-    def __init__(self, store: JobStore, directory: Path, outputs: OutputStore, max_bytes: int) -> None:
-        self.store = store
+    def __init__(self, index: CacheIndex, directory: Path, outputs: OutputStore, max_bytes: int) -> None:
+        self.index = index
         self.directory = directory
         self.outputs = outputs
         self.max_bytes = max_bytes
@@ -65,38 +97,37 @@ class ResultCache:
     def _file(self, key: str) -> Path:
         return self.directory / f"{key}.mp4"
 
-    async def lookup(self, key: str) -> tuple[Path, CacheEntry] | None:
-        """A new output file holding the cached video, or None on a miss."""
+    async def lookup(self, key: str) -> VideoResult | None:
+        """The cached video under a new output file name, or None on a miss."""
         if not self.enabled:
             return None
-        entry = await self.store.cache_get(key)
+        entry = await self.index.cache_get(key)
         if entry is None:
             return None
         output = self.outputs.new_path()
         try:
             await asyncio.to_thread(link_or_copy, self._file(key), output)
         except FileNotFoundError:
-            await self.store.cache_drop(key)  # the file went (retention, a cleaned disk): a miss
+            await self.index.cache_drop(key)  # the file went (retention, a cleaned disk): a miss
             return None
-        return output, entry
+        return entry.video.model_copy(update={"video_file": output.name, "cached": True})
 
-    async def remember(self, key: str, video: Path, seed: int, video_request: VideoRequest, fps: int) -> None:
+    async def remember(self, key: str, video: VideoResult) -> None:
         if not self.enabled:
             return
+        path = self.outputs.directory / video.video_file
         try:
-            await asyncio.to_thread(link_or_copy, video, self._file(key))
+            await asyncio.to_thread(link_or_copy, path, self._file(key))
             now = time.time()
-            entry = CacheEntry(key=key, seed=seed, width=video_request.width, height=video_request.height,
-                               num_frames=video_request.num_frames, fps=fps, size_bytes=video.stat().st_size,
-                               created_at=now, last_used=now)
-            for evicted in await self.store.cache_put(entry, self.max_bytes):
+            entry = CacheEntry(key=key, video=video, size_bytes=path.stat().st_size, created_at=now, last_used=now)
+            for evicted in await self.index.cache_put(entry, self.max_bytes):
                 self._file(evicted).unlink(missing_ok=True)
         except OSError as exc:  # a cache that cannot write only costs speed
-            logger.warning("could not cache %s: %s", video.name, exc)
+            logger.warning("could not cache %s: %s", path.name, exc)
 
     async def expire(self, before: float) -> int:
-        keys = await self.store.cache_older_than(before)
+        keys = await self.index.cache_older_than(before)
         for key in keys:
-            await self.store.cache_drop(key)
+            await self.index.cache_drop(key)
             self._file(key).unlink(missing_ok=True)
         return len(keys)

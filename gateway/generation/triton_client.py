@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
@@ -17,7 +20,8 @@ from gateway.errors import (
     ModelFailedError,
     ModelUnavailableError,
 )
-from gateway.triton_inputs import VideoRequest, build_inputs
+from gateway.generation.progress import Progress
+from gateway.generation.triton_inputs import VideoRequest, build_inputs
 
 logger = logging.getLogger("gateway.triton")
 
@@ -48,10 +52,11 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
 class TritonClient:
     """Async client for the ``i2vgen_xl`` model; create inside a running event loop."""
 
-    def __init__(self, url: str, model: str, timeout_s: float) -> None:
+    def __init__(self, url: str, model: str, timeout_s: float, progress_model: str = "") -> None:
         self.url = url
         self.model = model
         self.timeout_s = timeout_s
+        self.progress_model = progress_model
         self._client = grpcaio.InferenceServerClient(url)
 
     async def readiness(self) -> tuple[bool, str]:
@@ -68,8 +73,8 @@ class TritonClient:
     async def generate(self, request: VideoRequest, timeout_s: float | None = None,
                        request_id: str = "") -> GeneratedFrames:
         """One video; raises an ``ApiError`` subclass on failure. Cancelling the awaiting
-        task cancels the gRPC call, which Triton passes on to the model. ``request_id`` names
-        the model's progress file (see ``ProgressFiles`` in the model)."""
+        task cancels the gRPC call, which Triton passes on to the model. ``request_id`` is what
+        ``watch_progress`` watches."""
         try:
             result = await self._client.infer(self.model, build_inputs(grpcaio, request), request_id=request_id,
                                               client_timeout=timeout_s or self.timeout_s)
@@ -82,6 +87,43 @@ class TritonClient:
         if frames is None or seed is None:
             raise ModelFailedError("the model returned no frames")
         return GeneratedFrames(frames=frames[0], seed=int(seed[0]))
+
+    async def watch_progress(self, request_id: str) -> AsyncGenerator[Progress, None]:
+        """Every step the model reports for ``request_id``, in order, until the request ends.
+
+        The first item is the progress model's acknowledgement (the state it knows, (0, 0) for a
+        request that has not started), so a caller that waits for it before sending the request
+        misses no step. Ends at once when progress is off; raises ``ModelUnavailableError`` when
+        the progress model cannot be reached (progress is best effort: callers go on without).
+        """
+        if not self.progress_model or not request_id:
+            return
+        watched = grpcaio.InferInput("REQUEST_ID", [1], "BYTES")
+        watched.set_data_from_numpy(np.array([request_id.encode()], dtype=object))
+        closed = asyncio.Event()
+
+        async def requests() -> AsyncIterator[dict]:
+            # Triton only says that a decoupled stream has ended when asked to.
+            yield {"model_name": self.progress_model, "inputs": [watched],
+                   "parameters": {"triton_enable_empty_final_response": True}}
+            await closed.wait()  # closing our half of the stream would end it early
+
+        responses = self._client.stream_infer(requests())
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise ModelUnavailableError(f"progress of {request_id} is not available: {error.message()}")
+                step, total = result.as_numpy("STEP"), result.as_numpy("TOTAL")
+                if step is not None and total is not None:
+                    yield Progress(step=int(step.reshape(-1)[0]), total=int(total.reshape(-1)[0]))
+                final = result.get_response().parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    return
+        except (InferenceServerException, grpc.RpcError) as exc:
+            raise ModelUnavailableError(f"progress of {request_id} is not available: {exc}") from None
+        finally:
+            closed.set()
+            responses.cancel()
 
     async def statistics(self) -> dict:
         return await self._client.get_inference_statistics(self.model, as_json=True)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 MODEL_NAME = "i2vgen_xl"
+PROGRESS_MODEL_NAME = "i2vgen_xl_progress"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from gateway.jobs.records import INDEXES, IdempotencyConflictError, Job
-from gateway.jobs.store import CacheEntry, Change, IdempotencyKey, JobStore
+from gateway.generation.cache import CacheEntry
+from gateway.jobs.records import INDEXES, IdempotencyConflictError, Job, JobEvent, next_event
+from gateway.jobs.store import Change, IdempotencyKey, JobStore
 
 PREFIX = "i2v:"
 
@@ -35,7 +36,13 @@ class RedisJobStore(JobStore):
     def _key(*parts: str) -> str:
         return PREFIX + ":".join(parts)
 
-    def _write(self, pipe: aioredis.client.Pipeline, job: Job) -> None:
+    def _write(self, pipe: aioredis.client.Pipeline, job: Job, before: Job | None) -> Job:
+        """Queue the job's write (and the event its change records) on a transaction; the job as written."""
+        recorded = next_event(before, job)
+        if recorded is not None:
+            job, event = recorded
+            # Event n is element n-1 of the list: ids and indexes move together inside the transaction.
+            pipe.rpush(self._key("events", job.id), event.model_dump_json())
         pipe.set(self._key("job", job.id), job.model_dump_json())
         pipe.zadd(self._key("owner", job.owner), {job.id: job.created_at})
         scores = job.index_scores()
@@ -49,6 +56,7 @@ class RedisJobStore(JobStore):
             pipe.zrem(queued_by_owner, job.id)
         else:
             pipe.zadd(queued_by_owner, {job.id: job.created_at})
+        return job
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -71,9 +79,9 @@ class RedisJobStore(JobStore):
                 await self._redis.set(idem_key, json.dumps([job.id, idempotency.body_hash]), ex=max(1, int(ttl_s)))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key("input", job.id), image)
-            self._write(pipe, job)
+            stored = self._write(pipe, job, None)
             await pipe.execute()
-        return job, True
+        return stored, True
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self._redis.get(self._key("job", job_id))
@@ -95,9 +103,9 @@ class RedisJobStore(JobStore):
                         await pipe.unwatch()
                         return job, False
                     pipe.multi()
-                    self._write(pipe, changed)
+                    stored = self._write(pipe, changed, job)
                     await pipe.execute()
-                    return changed, True
+                    return stored, True
                 except WatchError:
                     continue
 
@@ -106,6 +114,10 @@ class RedisJobStore(JobStore):
             raise ValueError(index)
         ids = await self._redis.zrangebyscore(self._key(index), "-inf", until, start=0, num=limit)
         return [_text(i) for i in ids]
+
+    async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
+        raws = await self._redis.lrange(self._key("events", job_id), after, after + limit - 1)
+        return [JobEvent.model_validate_json(raw) for raw in raws]
 
     async def list_for_owner(self, owner: str, offset: int, limit: int) -> list[Job]:
         ids = await self._redis.zrevrange(self._key("owner", owner), offset, offset + limit - 1)
@@ -127,7 +139,7 @@ class RedisJobStore(JobStore):
     async def delete(self, job_id: str) -> None:
         job = await self.get(job_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._key("job", job_id), self._key("input", job_id))
+            pipe.delete(self._key("job", job_id), self._key("input", job_id), self._key("events", job_id))
             for index in INDEXES:
                 pipe.zrem(self._key(index), job_id)
             if job is not None:

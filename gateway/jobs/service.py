@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -20,49 +21,45 @@ from gateway.errors import (
     RateLimitedError,
     describe_validation,
 )
-from gateway.jobs.records import IdempotencyConflictError, Job, Webhook
+from gateway.generation.service import GenerationService
+from gateway.jobs.loops import Wake
+from gateway.jobs.records import IdempotencyConflictError, Job, JobEvent, JobStatus, Webhook
 from gateway.jobs.store import IdempotencyKey, JobStore
 from gateway.jobs.webhooks import check_callback_url
 from gateway.logs import prompt_for_log
-from gateway.schemas import (
-    BatchItemResult,
-    BatchRequest,
-    BatchResponse,
-    DeliveryAttemptView,
-    GenerateResponse,
-    JobErrorView,
-    JobProgressView,
-    JobRequest,
-    JobResponse,
-    JobStatus,
-    VideoParams,
-    WebhookView,
-)
-from gateway.service import GenerationService, RenderedVideo
+from gateway.schemas import BatchRequest, JobRequest, VideoParams
 
-JOBS_PATH = "/api/v1/jobs"
 logger = logging.getLogger("gateway.jobs")
+# How often an event stream looks for new events in the store. The store is the channel, so a
+# stream held on one replica sees what a worker on another one recorded.
+EVENT_POLL_S = 0.25
+FINAL_TYPES = frozenset(status.value for status in JobStatus if status.final)
 
 
-def _when(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=timezone.utc)
+@dataclass(frozen=True)
+class BatchItemOutcome:
+    """One item of a batch: its job, or the error that kept it out."""
+
+    index: int
+    job: Job | None = None
+    error: ApiError | None = None
 
 
 class JobService:
     def __init__(self, settings: Settings, store: JobStore, generation: GenerationService,
-                 wake: asyncio.Event | None = None) -> None:
+                 wake: Wake | None = None) -> None:
         self.settings = settings
         self.store = store
         self.generation = generation
         self.wake = wake  # set on submit so a local worker starts at once
 
-    async def store_readiness(self) -> tuple[bool, str]:
-        """(ready, reason) of the job store, for ``/readyz``."""
+    async def store_readiness(self) -> str | None:
+        """Why the job store is not usable, or None when it answers (``/readyz``)."""
         try:
             await self.store.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready, with its reason
-            return False, f"the job store is not reachable: {type(exc).__name__}"
-        return True, ""
+            return f"the job store is not reachable: {type(exc).__name__}"
+        return None
 
     async def submit(self, body: JobRequest, owner: str, base_url: str,
                      idempotency_key: str | None = None) -> tuple[Job, bool]:
@@ -84,8 +81,7 @@ class JobService:
             await self._check_queue(owner)
         now = time.time()
         params = VideoParams.model_validate(body.model_dump(include=set(VideoParams.model_fields)))
-        job = Job(owner=owner, params=params,
-                  width=prepared.width, height=prepared.height, base_url=self.settings.public_base_url or base_url,
+        job = Job(owner=owner, params=params, width=prepared.width, height=prepared.height, base_url=base_url,
                   webhook=webhook, created_at=now, updated_at=now, run_after=now,
                   deadline_at=now + self.settings.job_deadline_s)
         try:
@@ -114,12 +110,12 @@ class JobService:
         if await self.store.count_queued() - excluding >= self.settings.max_queued_total:
             raise QueueFullError("the job queue is full; retry later")
 
-    async def submit_batch(self, batch: BatchRequest, owner: str, base_url: str) -> BatchResponse:
+    async def submit_batch(self, batch: BatchRequest, owner: str, base_url: str) -> list[BatchItemOutcome]:
         """Each item is its own job; a bad item is reported alone and the others still run."""
         if len(batch.items) > self.settings.max_batch_items:
             raise InvalidFieldError(f"a batch holds at most {self.settings.max_batch_items} items, "
                                     f"not {len(batch.items)}")
-        results: list[BatchItemResult] = []
+        results: list[BatchItemOutcome] = []
         for index, item in enumerate(batch.items):
             fields = {**batch.defaults, **item}
             if batch.callback_url and "callback_url" not in item:
@@ -128,15 +124,12 @@ class JobService:
                 body = JobRequest.model_validate(fields)
                 job, _ = await self.submit(body, owner, base_url)
             except ValidationError as exc:
-                results.append(BatchItemResult(index=index, error=JobErrorView(
-                    status=422, message=describe_validation(exc.errors()))))
+                results.append(BatchItemOutcome(index, error=InvalidFieldError(describe_validation(exc.errors()))))
             except ApiError as exc:
-                results.append(BatchItemResult(index=index, error=JobErrorView(status=exc.status,
-                                                                               message=exc.message)))
+                results.append(BatchItemOutcome(index, error=exc))
             else:
-                results.append(BatchItemResult(index=index, job=self.view(job)))
-        accepted = sum(1 for r in results if r.job is not None)
-        return BatchResponse(accepted=accepted, rejected=len(results) - accepted, items=results)
+                results.append(BatchItemOutcome(index, job=job))
+        return results
 
     async def get(self, job_id: str, owner: str) -> Job:
         job = await self.store.get(job_id)
@@ -156,42 +149,22 @@ class JobService:
 
         def change(job: Job) -> Job | None:
             if job.status is JobStatus.queued:
-                return job.finish(JobStatus.cancelled, "cancelled before it started")
-            if job.status is JobStatus.running and not job.cancel_requested:
-                return job.model_copy(update={"cancel_requested": True, "message": "cancelling",
-                                              "updated_at": time.time()})
-            return None
+                return job.cancel("cancelled before it started")
+            if job.status is JobStatus.running:
+                return job.request_cancel()
+            return None  # already stopping or ended: cancelling again changes nothing
 
         job, _ = await self.store.mutate(job_id, change)
         if job is None:
             raise NotFoundError(f"no job {job_id}")
         return job
 
-    def view(self, job: Job) -> JobResponse:
-        result = None
-        if job.result is not None:
-            path = self.generation.outputs.directory / job.result.video_file
-            result = self.generation.response(RenderedVideo(
-                path=path, seed=job.result.seed, width=job.result.width, height=job.result.height,
-                num_frames=job.result.num_frames, fps=job.result.fps, elapsed_s=job.result.inference_time,
-                cached=job.result.cached), job.base_url)
-        return job_response(job, result)
-
-
-def job_response(job: Job, result: GenerateResponse | None) -> JobResponse:
-    progress = None
-    if job.progress is not None and job.progress.total > 0:
-        progress = JobProgressView(step=job.progress.step, total=job.progress.total,
-                                   fraction=round(job.progress.step / job.progress.total, 4))
-    error = None
-    if job.status is JobStatus.failed:
-        error = JobErrorView(status=job.error_status or 500, message=job.message)
-    webhook = None
-    if job.webhook is not None:
-        webhook = WebhookView(url=job.webhook.url, state=job.webhook.state.value, attempts=[
-            DeliveryAttemptView(at=_when(a.at), status_code=a.status_code, error=a.error, duration_ms=a.duration_ms)
-            for a in job.webhook.attempts])
-    return JobResponse(
-        job_id=job.id, status=job.status, message=job.message, status_url=f"{job.base_url}{JOBS_PATH}/{job.id}",
-        created_at=_when(job.created_at), started_at=_when(job.started_at), finished_at=_when(job.finished_at),
-        progress=progress, result=result, error=error, attempts=job.attempts, webhook=webhook)
+    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
+        """The job's events with an id above ``after``, as they are recorded, up to its final one."""
+        while True:
+            for event in await self.store.events_after(job_id, after):
+                yield event
+                after = event.id
+                if event.type in FINAL_TYPES:
+                    return
+            await asyncio.sleep(EVENT_POLL_S)

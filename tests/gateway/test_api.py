@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import tritonclient.http as httpclient
-from triton_stats import model_counts, settled_counts
 
+from i2v_tools.servers import REPO_ROOT, GatewayServer, TritonServer, free_port, rss_mib
+from i2v_tools.triton_stats import model_counts, settled_counts
 from tests.conftest import API_TOKEN
 from tests.support.media import gradient_png, image_bytes, png_declaring, probe_mp4
-from tests.support.servers import REPO_ROOT, GatewayServer, TritonServer, free_port, rss_mib
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -169,13 +169,19 @@ def test_health_readiness_and_docs(api: httpx.Client) -> None:
     assert api.get("/docs").status_code == 200
     spec = api.get("/openapi.json").json()
     operation = spec["paths"]["/api/v1/generate"]["post"]
-    assert {"400", "401", "403", "413", "422", "429", "503", "504"} <= set(operation["responses"])
+    assert {"400", "401", "403", "413", "422", "429", "502", "503", "504"} <= set(operation["responses"])
+    # Each route documents the errors it can raise, and only those: a job has a 404, generate has not.
+    assert "404" not in operation["responses"]
+    assert "404" in spec["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]
+    assert "409" in spec["paths"]["/api/v1/jobs"]["post"]["responses"]
 
 
 def test_triton_down_gives_503(start_gateway) -> None:
     orphan = start_gateway(triton_grpc_url=f"127.0.0.1:{free_port()}")
     ready = httpx.get(f"{orphan.url}/readyz")
-    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    # Never ready since it started: "starting", with the reason.
+    assert ready.status_code == 503 and ready.json()["status"] == "starting", ready.text
+    assert "not reachable" in ready.json()["message"]
     response = httpx.post(f"{orphan.url}/api/v1/generate", json=body(), headers=AUTH, timeout=60)
     assert_error(response, 503, "not reachable")
     assert response.headers["retry-after"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.client_ip import client_address, parse_networks
+from gateway.edge.client_ip import client_address, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "127.0.0.1/32"])
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config import Settings
-from gateway.outputs import OutputStore
-from tests.support.servers import REPO_ROOT
+from gateway.generation.outputs import OutputStore
+from i2v_tools.servers import REPO_ROOT
 
 
 def test_values_come_from_the_environment(monkeypatch) -> None:

@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 
 from gateway.errors import InvalidImageError, PayloadTooLargeError
-from gateway.images import ImageLimits, decode_base64, fit_image, load_image, prepare_image
+from gateway.generation.images import ImageLimits, decode_base64, fit_image, load_image, prepare_image
 from gateway.schemas import FitMode
 from tests.support.media import image_bytes, png_declaring
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.rate_limit import ConcurrencyLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import ConcurrencyLimiter, TokenBucketLimiter
 
 
 class Clock:

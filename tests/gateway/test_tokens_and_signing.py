@@ -11,10 +11,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from i2v_client import I2VClient
 from i2v_client.errors import AuthenticationError
 from i2v_client.signing import signature_headers
-
 from tests.support.media import gradient_png
 
 pytestmark = pytest.mark.integration

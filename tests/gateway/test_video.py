@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.video import encode_mp4
+from gateway.generation.video import encode_mp4
 from tests.support.media import probe_mp4
 
 

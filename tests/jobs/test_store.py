@@ -9,9 +9,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.generation.cache import CacheEntry
+from gateway.generation.progress import Progress
+from gateway.generation.results import VideoResult
 from gateway.jobs.records import IdempotencyConflictError, Job
 from gateway.jobs.redis_store import RedisJobStore
-from gateway.jobs.store import CacheEntry, IdempotencyKey, JobStore, SQLiteJobStore
+from gateway.jobs.sqlite_store import SQLiteJobStore
+from gateway.jobs.store import IdempotencyKey, JobStore
 from gateway.schemas import JobStatus, VideoParams
 
 Scenario = Callable[[JobStore], Awaitable[None]]
@@ -47,23 +51,45 @@ def test_insert_get_and_the_queue_index(run) -> None:
         first, second = new_job(created_at=100.0), new_job(owner="bob", created_at=101.0)
         for job in (first, second):
             assert (await store.insert(job, b"png", None, 60))[1] is True
-        assert (await store.get(first.id)) == first
+        # Inserting records the job's first event, counted on the job.
+        assert (await store.get(first.id)) == first.model_copy(update={"events": 1})
         assert await store.load_input(first.id) == b"png"
         assert await store.due("queued", time.time()) == [first.id, second.id]
         assert (await store.count_queued(), await store.count_queued("alice")) == (2, 1)
 
-        claimed, changed = await store.mutate(first.id, lambda j: j.model_copy(update={
-            "status": JobStatus.running, "lease_until": 50.0}))
+        claimed, changed = await store.mutate(first.id, lambda j: j.claim("w1", lease_s=50.0, now=0.0))
         assert changed and claimed is not None
         assert await store.due("queued", time.time()) == [second.id]
         assert await store.due("running", 60.0) == [first.id]
         assert await store.mutate(first.id, lambda j: None) == (claimed, False)
 
-        done, _ = await store.mutate(first.id, lambda j: j.finish(JobStatus.succeeded, "ok", now=200.0))
+        done, _ = await store.mutate(first.id, lambda j: j.fail(500, "broke", now=200.0))
         assert await store.due("running", 1e12) == [] and await store.due("finished", 200.0) == [first.id]
         await store.delete(first.id)
         assert await store.get(first.id) is None and await store.load_input(first.id) is None
         assert await store.mutate("missing", lambda j: j) == (None, False)
+    run(scenario)
+
+
+def test_changes_record_events_in_order_in_the_same_write(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        job = new_job()
+        await store.insert(job, b"", None, 60)
+        await store.mutate(job.id, lambda j: j.claim("w1", lease_s=30))
+        for step in (1, 2, 2, 3):  # a renewal with the same step records nothing
+            await store.mutate(job.id, lambda j, step=step: j.renew(30, Progress(step, 3)))
+        await store.mutate(job.id, lambda j: j.renew(30))  # a lease renewal alone records nothing
+        await store.mutate(job.id, lambda j: j.request_cancel())
+        stored, _ = await store.mutate(job.id, lambda j: j.cancel("stopped"))
+        events = await store.events_after(job.id, 0)
+        assert [(e.id, e.type, e.step) for e in events] == [
+            (1, "queued", None), (2, "running", None), (3, "running", 1), (4, "running", 2), (5, "running", 3),
+            (6, "cancelling", 3), (7, "cancelled", None)]
+        assert stored is not None and stored.events == 7
+        assert [e.id for e in await store.events_after(job.id, 5)] == [6, 7]
+        assert [e.id for e in await store.events_after(job.id, 2, limit=2)] == [3, 4]
+        await store.delete(job.id)
+        assert await store.events_after(job.id, 0) == []
     run(scenario)
 
 
@@ -97,8 +123,7 @@ def test_concurrent_claims_give_a_job_to_one_worker(run) -> None:
         await store.insert(job, b"", None, 60)
 
         def claim(worker: str):
-            return lambda j: None if j.status is not JobStatus.queued else j.model_copy(
-                update={"status": JobStatus.running, "worker": worker})
+            return lambda j: None if j.status is not JobStatus.queued else j.claim(worker, lease_s=30)
         outcomes = await asyncio.gather(*(store.mutate(job.id, claim(f"w{i}")) for i in range(8)))
         assert sum(changed for _, changed in outcomes) == 1
     run(scenario)
@@ -106,8 +131,9 @@ def test_concurrent_claims_give_a_job_to_one_worker(run) -> None:
 
 def test_cache_is_lru_bounded_by_bytes(run) -> None:
     def entry(key: str, size: int, used: float) -> CacheEntry:
-        return CacheEntry(key=key, seed=1, width=8, height=8, num_frames=8, fps=8, size_bytes=size,
-                          created_at=used, last_used=used)
+        video = VideoResult(video_file=f"{key}.mp4", seed=1, width=8, height=8, num_frames=8, fps=8,
+                            inference_time=0.1)
+        return CacheEntry(key=key, video=video, size_bytes=size, created_at=used, last_used=used)
 
     async def scenario(store: JobStore) -> None:
         assert await store.cache_put(entry("a", 40, 1.0), 100) == []

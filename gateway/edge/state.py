@@ -1,0 +1,29 @@
+"""What the HTTP edge needs at request time, in one typed object on ``app.state.edge``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.requests import HTTPConnection
+
+from gateway.config import Settings
+from gateway.edge.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
+
+
+class NonceStore(Protocol):
+    """Remembers request-signing nonces (signing.py) for their time to live."""
+
+    async def first_use(self, nonce: str, ttl_s: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class EdgeServices:
+    settings: Settings
+    rate_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None
+    nonces: NonceStore
+    generation_slots: ConcurrencyLimiter | None
+
+
+def edge_services(connection: HTTPConnection) -> EdgeServices:
+    return connection.app.state.edge

@@ -1,0 +1,85 @@
+"""The app's services in one typed object, opened in the lifespan and closed after it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from starlette.requests import HTTPConnection
+
+from gateway.config import Settings
+from gateway.edge.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
+from gateway.edge.state import EdgeServices
+from gateway.generation.cache import ResultCache
+from gateway.generation.outputs import OutputStore
+from gateway.generation.service import GenerationService
+from gateway.generation.triton_client import TritonClient
+from gateway.health import HealthService
+from gateway.jobs.loops import Wake
+from gateway.jobs.redis_store import RedisJobStore
+from gateway.jobs.runner import JobRunner
+from gateway.jobs.service import JobService
+from gateway.jobs.sqlite_store import SQLiteJobStore
+from gateway.jobs.store import JobStore
+from gateway.jobs.views import JobViews
+
+logger = logging.getLogger("gateway")
+
+
+def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServices:
+    """Per-key budgets and nonces: shared in Redis when configured, else this process's own."""
+    limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None = None
+    if settings.rate_limit_per_minute > 0:
+        limiter = (RedisTokenBucketLimiter(redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
+                   if redis is not None else
+                   TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    return EdgeServices(
+        settings=settings, rate_limiter=limiter,
+        nonces=RedisNonceStore(redis) if redis is not None else MemoryNonceStore(),
+        generation_slots=(ConcurrencyLimiter(settings.max_concurrent_per_key)
+                          if settings.max_concurrent_per_key > 0 else None))
+
+
+def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:
+    """Redis when configured (replicas share jobs), else the SQLite file."""
+    return RedisJobStore(redis) if redis is not None else SQLiteJobStore(settings.jobs_db)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    outputs: OutputStore
+    triton: TritonClient
+    store: JobStore
+    generation: GenerationService
+    jobs: JobService
+    views: JobViews
+    runner: JobRunner
+    health: HealthService
+
+    @classmethod
+    def open(cls, settings: Settings, outputs: OutputStore, redis: aioredis.Redis | None) -> Services:
+        """Inside the running event loop: the gRPC aio channel belongs to it."""
+        triton = TritonClient(settings.triton_grpc_url, settings.triton_model, settings.inference_timeout_s,
+                              settings.triton_progress_model)
+        store = open_job_store(settings, redis)
+        cache = ResultCache(store, settings.cache_dir, outputs, settings.cache_max_bytes)
+        generation = GenerationService(settings, triton, outputs, cache)
+        wake = Wake()
+        jobs = JobService(settings, store, generation, wake)
+        views = JobViews(outputs)
+        runner = JobRunner(settings, store, generation, views, wake)
+        return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
+                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs))
+
+    async def close(self) -> None:
+        self.health.drain()
+        await self.runner.stop()
+        await self.store.close()
+        await self.triton.close()
+
+
+def services(connection: HTTPConnection) -> Services:
+    return connection.app.state.services
