@@ -93,8 +93,9 @@ class TritonClient:
 
         The first item is the progress model's acknowledgement (the state it knows, (0, 0) for a
         request that has not started), so a caller that waits for it before sending the request
-        misses no step. Ends at once when progress is off; raises ``ModelUnavailableError`` when
-        the progress model cannot be reached (progress is best effort: callers go on without).
+        misses no step. The model ends the stream with a final (-1, -1). Ends at once when
+        progress is off; raises ``ModelUnavailableError`` when the progress model cannot be
+        reached (progress is best effort: callers go on without).
         """
         if not self.progress_model or not request_id:
             return
@@ -103,9 +104,7 @@ class TritonClient:
         closed = asyncio.Event()
 
         async def requests() -> AsyncIterator[dict]:
-            # Triton only says that a decoupled stream has ended when asked to.
-            yield {"model_name": self.progress_model, "inputs": [watched],
-                   "parameters": {"triton_enable_empty_final_response": True}}
+            yield {"model_name": self.progress_model, "inputs": [watched]}
             await closed.wait()  # closing our half of the stream would end it early
 
         responses = self._client.stream_infer(requests())
@@ -114,13 +113,19 @@ class TritonClient:
                 if error is not None:
                     raise ModelUnavailableError(f"progress of {request_id} is not available: {error.message()}")
                 step, total = result.as_numpy("STEP"), result.as_numpy("TOTAL")
-                if step is not None and total is not None:
-                    yield Progress(step=int(step.reshape(-1)[0]), total=int(total.reshape(-1)[0]))
-                final = result.get_response().parameters.get("triton_final_response")
-                if final is not None and final.bool_param:
-                    return
+                if step is None or total is None or int(step.reshape(-1)[0]) < 0:
+                    return  # the watched request ended
+                yield Progress(step=int(step.reshape(-1)[0]), total=int(total.reshape(-1)[0]))
         except (InferenceServerException, grpc.RpcError) as exc:
             raise ModelUnavailableError(f"progress of {request_id} is not available: {exc}") from None
+        except asyncio.CancelledError:
+            # gRPC also ends a call it gave up on with CancelledError: only our own cancellation
+            # may propagate, or a broken stream would stop the worker that reads it.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise ModelUnavailableError(f"progress of {request_id} is not available: the stream was cancelled") \
+                from None
         finally:
             closed.set()
             responses.cancel()

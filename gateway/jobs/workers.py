@@ -144,7 +144,8 @@ class JobWorker:
         step is missed; None (the job runs without progress) when progress is off or away."""
         stream = self.renderer.watch_progress(job_id)
         try:
-            await asyncio.wait_for(anext(stream), PROGRESS_ACK_S)
+            # Bounded by the lease too: it is not renewed while the worker waits here.
+            await asyncio.wait_for(anext(stream), min(PROGRESS_ACK_S, self.settings.job_lease_s / 2))
         except (StopAsyncIteration, ApiError, asyncio.TimeoutError) as exc:
             if not isinstance(exc, StopAsyncIteration):
                 logger.warning("job %s runs without progress: %s", job_id, exc or "no answer from the progress model")

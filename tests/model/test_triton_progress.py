@@ -36,10 +36,14 @@ class ProgressStream:
             self.errors.put(error)
             return
         response = result.get_response()
+        step = result.as_numpy("STEP")
+        progress = None if step is None else (int(step[0]), int(result.as_numpy("TOTAL")[0]))
         if response.parameters["triton_final_response"].bool_param:
+            # A watch ends in-band with (-1, -1); a report's answer is an empty final response.
+            assert progress in (None, (-1, -1)), progress
             self.responses[response.id].put(END)
         else:
-            self.responses[response.id].put((int(result.as_numpy("STEP")[0]), int(result.as_numpy("TOTAL")[0])))
+            self.responses[response.id].put(progress)
 
     def send(self, call_id: str, request_ids: list[str], step: int | None = None, total: int | None = None) -> None:
         """A WATCH without ``step``, else a REPORT; responses go to the queue of ``call_id``."""

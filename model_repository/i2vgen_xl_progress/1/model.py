@@ -16,6 +16,10 @@ from i2v_model import ProgressHub, ProgressSettings
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+# A watch ends with a final response whose STEP and TOTAL are this, rather than an empty one: Triton
+# only passes empty final responses to clients that ask for them, which the asyncio gRPC client
+# (the gateway's) cannot do.
+ENDED = -1
 
 
 class _TritonWatchStream:
@@ -24,14 +28,14 @@ class _TritonWatchStream:
     def __init__(self, sender) -> None:
         self._sender = sender
 
-    def send(self, step: int, total: int) -> None:
+    def send(self, step: int, total: int, flags: int = 0) -> None:
         self._sender.send(pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor("STEP", np.array([step], dtype=np.int32)),
             pb_utils.Tensor("TOTAL", np.array([total], dtype=np.int32)),
-        ]))
+        ]), flags=flags)
 
     def end(self) -> None:
-        self._sender.send(flags=FINAL)
+        self.send(ENDED, ENDED, flags=FINAL)
 
     def is_cancelled(self) -> bool:
         return self._sender.is_cancelled()
