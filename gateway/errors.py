@@ -38,6 +38,14 @@ class ApiError(Exception):
             self.headers = headers
 
 
+class MalformedBodyError(ApiError):
+    """FastAPI answers it itself (as an HTTPException 400) for a body that is not JSON; here so
+    that routes with a body can document it."""
+
+    status = 400
+    description = "The body is not valid JSON."
+
+
 class InvalidImageError(ApiError):
     status = 400
     description = "The image is not valid base64 or not a readable image."

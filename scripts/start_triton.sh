@@ -72,6 +72,15 @@ fi
 mkdir -p "$LOG_DIR"
 config_args=()
 [[ -n "${TRITON_MODEL_CONFIG_NAME:-}" ]] && config_args+=("--model-config-name=$TRITON_MODEL_CONFIG_NAME")
+# GPU metrics only where there is a GPU: on a CPU-only machine Triton would otherwise log
+# "Failed to initialize NVML" and "DCGM unable to start", which read like failures and are not.
+# TRITON_GPU_METRICS=true|false overrides the guess.
+gpu_metrics="${TRITON_GPU_METRICS:-}"
+if [[ -z "$gpu_metrics" ]]; then
+  gpu_metrics=false
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then gpu_metrics=true; fi
+fi
+config_args+=("--allow-gpu-metrics=$gpu_metrics")
 
 # The stub runs the model with the first python on PATH: make it the project's.
 export PATH="$TRITON_PYTHON_BIN_DIR:$PATH"

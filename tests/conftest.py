@@ -78,10 +78,30 @@ def new_redis_url(redis_server: RedisServer) -> Callable[[], str]:
     return lambda: redis_server.url(next(databases))
 
 
+LOG_TAIL_LINES = 25
+_FIRST_STARTED = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_FIRST_STARTED] = len(_started)
+
+
+def _servers_of(item: pytest.Item) -> list[ManagedProcess]:
+    """The servers a test used (its fixtures) or started: their logs explain its failure, the
+    other twenty gateways of the session do not."""
+    funcargs = getattr(item, "funcargs", {})
+    used = [value for value in funcargs.values() if isinstance(value, ManagedProcess)]
+    started = _started[item.stash.get(_FIRST_STARTED, len(_started)):]
+    return list(dict.fromkeys([*used, *started]))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for server in _started:
-            report.sections.append((f"{server.name} log (tail)", server.log_tail()))
+        # After the assertion (pytest prints sections below the traceback), and trimmed.
+        for server in _servers_of(item):
+            report.sections.append((f"{server.name} log (last {LOG_TAIL_LINES} lines)",
+                                    server.log_tail(LOG_TAIL_LINES)))

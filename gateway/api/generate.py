@@ -13,6 +13,7 @@ from gateway.edge.signing import require_signature
 from gateway.errors import (
     InferenceTimeoutError,
     InvalidImageError,
+    MalformedBodyError,
     ModelFailedError,
     ModelUnavailableError,
     responses_for,
@@ -40,7 +41,7 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: flo
 
 
 @router.post("/api/v1/generate", response_model=GenerateResponse, tags=["generate"],
-             responses=responses_for(InvalidImageError, ModelFailedError, ModelUnavailableError,
+             responses=responses_for(MalformedBodyError, InvalidImageError, ModelFailedError, ModelUnavailableError,
                                      InferenceTimeoutError),
              dependencies=[Depends(require_signature), Quota])
 async def generate(body: GenerateRequest, request: Request, app: App, base_url: BaseUrl) -> GenerateResponse:

@@ -16,6 +16,7 @@ from gateway.errors import (
     ConflictError,
     InvalidFieldError,
     InvalidImageError,
+    MalformedBodyError,
     NotFoundError,
     QueueFullError,
     responses_for,
@@ -36,7 +37,7 @@ HEARTBEAT_S = 5  # an SSE comment this often keeps proxies from closing a quiet 
 
 
 @router.post("/jobs", status_code=202, response_model=JobResponse,
-             responses=responses_for(InvalidImageError, ConflictError, QueueFullError))
+             responses=responses_for(MalformedBodyError, InvalidImageError, ConflictError, QueueFullError))
 async def submit_job(body: JobRequest, response: Response, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
                      idempotency_key: Annotated[str | None, Header()] = None) -> JobResponse:
     """Queue a video; poll the status URL or give a callback_url. A repeat with the same
@@ -99,7 +100,8 @@ async def cancel_job_post(job_id: str, app: App, caller: Caller) -> JobResponse:
     return app.views.job(await app.jobs.cancel(job_id, caller))
 
 
-@router.post("/batch", status_code=202, response_model=BatchResponse, responses=responses_for(QueueFullError))
+@router.post("/batch", status_code=202, response_model=BatchResponse,
+             responses=responses_for(MalformedBodyError, QueueFullError))
 async def submit_batch(batch: BatchRequest, app: App, base_url: BaseUrl, caller: RateLimitedCaller) -> BatchResponse:
     """Many jobs in one call: each item (over ``defaults``) becomes a job or carries its own error."""
     outcomes = await app.jobs.submit_batch(batch, caller, base_url)

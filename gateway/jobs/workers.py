@@ -173,14 +173,18 @@ class JobWorker:
                     with contextlib.suppress(BaseException):
                         await task
                     return current
-            # The last steps may arrive just after the video: record them (bounded) so the job
-            # ends showing every step the model made.
-            while next_step is not None:
-                done, _ = await asyncio.wait({next_step}, timeout=PROGRESS_DRAIN_S)
+            # The last steps may arrive just after the video: record them (bounded, the lease kept)
+            # so the job ends showing every step the model made. A cached video made none.
+            made = _made(task)
+            drain_until = time.monotonic() + PROGRESS_DRAIN_S
+            while next_step is not None and made is not None and not made.cached and current is not None:
+                done, _ = await asyncio.wait({next_step}, timeout=self.heartbeat_s)
                 step = self._step_of(next_step) if done else None
-                next_step = asyncio.ensure_future(anext(progress)) if step is not None and progress else None
-                if step is not None:
-                    current = await self._renew(job, step)
+                if done:
+                    next_step = asyncio.ensure_future(anext(progress)) if step is not None and progress else None
+                elif time.monotonic() > drain_until:
+                    break
+                current = await self._renew(job, step)
             return current
         finally:
             if next_step is not None:

@@ -177,6 +177,7 @@ def test_cached_repeat_skips_triton(jobs_gateway: GatewayServer, triton: TritonS
     as_job = finished(jobs_gateway, submit(jobs_gateway, **seeded)["job_id"])
     time.sleep(0.5)
     assert model_counts(client)[0] == requests_before, "a cached repeat reached Triton"
+    assert as_job["status"] == "succeeded", as_job
     assert repeat["cached"] is True and as_job["result"]["cached"] is True
     assert repeat["video_path"] != first["result"]["video_path"], "each answer gets its own file"
     assert httpx.get(repeat["video_url"]).content == httpx.get(first["result"]["video_url"]).content

@@ -16,6 +16,7 @@ from gateway.errors import ModelFailedError, ModelUnavailableError
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.generation.service import PreparedInput
+from gateway.jobs import workers
 from gateway.jobs.loops import Wake
 from gateway.jobs.records import Job, JobProgress
 from gateway.jobs.sqlite_store import SQLiteJobStore
@@ -353,4 +354,20 @@ def test_a_job_past_its_deadline_or_without_input_fails_before_the_model(run) ->
         assert (missing.status, missing.error_status) == (JobStatus.failed, 500)
         assert "input image is missing" in missing.message
         assert fake.calls == []
+    run(scenario)
+
+
+def test_a_cached_video_does_not_wait_for_steps_that_never_come(run, monkeypatch) -> None:
+    # A cache hit sends nothing to Triton, so its progress stream stays open with no step: the
+    # worker must finish the job at once, not wait on the stream (here for longer than the
+    # scenario's bound) while its lease runs out.
+    monkeypatch.setattr(workers, "PROGRESS_DRAIN_S", 10 * BOUND_S)
+
+    async def scenario(store: SQLiteJobStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        fake = FakeRenderer(hold_progress=True, result=RESULT.model_copy(update={"cached": True}))
+        w = worker(fake)
+        job = await claimed(store, w)
+        await w.run(job)
+        done = await stored(store, job.id)
+        assert done.status is JobStatus.succeeded and done.result is not None and done.result.cached
     run(scenario)
