@@ -75,4 +75,13 @@ if [[ "${1:-}" == "--dev" ]] && ! command -v redis-server >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server >/dev/null
 fi
 
+if [[ "${1:-}" == "--dev" ]] && [[ ! -x /usr/bin/chromium ]]; then
+  # The browser tests drive Debian's chromium through Playwright (tests/support/browser.py);
+  # `playwright install` would download a browser, which offline machines cannot.
+  step "installing chromium (browser tests)"
+  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null
+fi
+
 step "set-up complete"

@@ -15,4 +15,15 @@ ruff check .
 printf '\n==> mypy\n'
 mypy gateway client/i2v_client
 printf '\n==> pytest\n'
-python -m pytest "$@"
+# A test run must leave the checkout as it found it (no tracked file changed, nothing new that
+# git would pick up): compare git's view before and after.
+tree_before="$(git status --porcelain 2>/dev/null || true)"
+status=0
+python -m pytest "$@" || status=$?
+tree_after="$(git status --porcelain 2>/dev/null || true)"
+if [[ "$tree_before" != "$tree_after" ]]; then
+  printf '\n==> the test run changed the checkout (git status --porcelain):\n' >&2
+  diff <(printf '%s\n' "$tree_before") <(printf '%s\n' "$tree_after") >&2 || true
+  [[ $status -eq 0 ]] && status=1
+fi
+exit $status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -34,19 +35,42 @@ from gateway.schemas import (
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Depends(require_signature)])
 HEARTBEAT_S = 5  # an SSE comment this often keeps proxies from closing a quiet stream
+MAX_PREFER_WAIT_S = 60  # longer waits belong to the event stream, not to an open POST
 
 
 @router.post("/jobs", status_code=202, response_model=JobResponse,
              responses=responses_for(MalformedBodyError, InvalidImageError, ConflictError, QueueFullError))
 async def submit_job(body: JobRequest, response: Response, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
-                     idempotency_key: Annotated[str | None, Header()] = None) -> JobResponse:
-    """Queue a video; poll the status URL or give a callback_url. A repeat with the same
-    Idempotency-Key and body returns the first job (200) instead of a new one."""
+                     idempotency_key: Annotated[str | None, Header()] = None,
+                     prefer: Annotated[str | None, Header(description="RFC 7240: 'wait=N' (seconds, at most "
+                                                          f"{MAX_PREFER_WAIT_S}) answers the finished job (200) "
+                                                          "if it ends in time")] = None) -> JobResponse:
+    """Queue a video; poll the status URL, stream its events or give a callback_url. A repeat with
+    the same Idempotency-Key and body returns the first job (200) instead of a new one. With
+    ``Prefer: wait=N`` the answer waits up to N seconds: the ended job (200), else the queued one (202)."""
     job, created = await app.jobs.submit(body, caller, base_url, idempotency_key)
+    wait_s = prefer_wait_s(prefer)
+    if wait_s is not None:
+        job = await app.jobs.wait(job, wait_s)
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
     view = app.views.job(job)
-    response.status_code = 202 if created else 200
+    response.status_code = 202 if created and not job.status.final else 200
     response.headers["Location"] = view.status_url
     return view
+
+
+def prefer_wait_s(prefer: str | None) -> float | None:
+    """The ``wait`` preference of a Prefer header (RFC 7240), capped; None when absent or unreadable
+    (a preference the server cannot honour is ignored, never an error)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return None
+            return min(max(seconds, 0.0), MAX_PREFER_WAIT_S) if math.isfinite(seconds) else None
+    return None
 
 
 @router.get("/jobs", response_model=JobListResponse, responses=responses_for())

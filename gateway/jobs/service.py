@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -158,6 +159,15 @@ class JobService:
         if job is None:
             raise NotFoundError(f"no job {job_id}")
         return job
+
+    async def wait(self, job: Job, seconds: float) -> Job:
+        """The job once it has ended, or as it is after ``seconds``."""
+        async def ended() -> None:
+            async for _ in self.events(job.id, job.events):
+                pass
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ended(), seconds)
+        return await self.get(job.id, job.owner)
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
         """The job's events with an id above ``after``, as they are recorded, up to its final one."""

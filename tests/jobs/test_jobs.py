@@ -85,6 +85,20 @@ def test_submit_poll_progress_and_download(jobs_gateway: GatewayServer) -> None:
                                                                 headers=OTHER).json()["jobs"]]
 
 
+def test_prefer_wait_answers_the_finished_job_or_the_queued_one(jobs_gateway: GatewayServer) -> None:
+    url = f"{jobs_gateway.url}/api/v1/jobs"
+    short = httpx.post(url, json=body(steps=1), headers={**AUTH, "Prefer": "wait=60"}, timeout=90)
+    assert short.status_code == 200, short.text
+    assert short.headers["preference-applied"] == "wait=60"
+    assert short.json()["status"] == "succeeded" and short.json()["result"]["video_url"]
+    # No time to finish: the usual 202 with the job as it is.
+    long = httpx.post(url, json=body(steps=150), headers={**AUTH, "Prefer": "respond-async, wait=0"}, timeout=30)
+    assert long.status_code == 202 and long.headers["preference-applied"] == "wait=0"
+    assert long.json()["status"] in ("queued", "running")
+    httpx.delete(long.headers["location"], headers=AUTH)
+    assert finished(jobs_gateway, long.json()["job_id"], timeout=60)["status"] == "cancelled"
+
+
 def test_list_pages_newest_first(jobs_gateway: GatewayServer) -> None:
     ids = [submit(jobs_gateway, headers=OTHER, steps=1)["job_id"] for _ in range(3)]
     first = httpx.get(f"{jobs_gateway.url}/api/v1/jobs?limit=2", headers=OTHER).json()
