@@ -10,8 +10,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
-from gateway.api import generate, health, jobs
+from gateway.api import docs, generate, health, jobs
 from gateway.config import Settings
 from gateway.edge.body_size import BodySizeLimitMiddleware
 from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
@@ -42,7 +43,11 @@ def create_app(settings: Settings) -> FastAPI:
             if redis is not None:
                 await redis.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the gateway (docs.ASSETS_URL, public like
+    # /openapi.json), not from a CDN, so they render on machines without internet.
+    app = FastAPIOffline(
+        static_url=docs.ASSETS_URL,
+        redoc_url=None,  # docs.router's, which keeps ReDoc's badge from fetching its logo
         title="I2VGen-XL image-to-video API",
         version="1.0.0",
         description="Turn an image and a prompt into a short MP4 video. Served by I2VGen-XL on NVIDIA Triton.",
@@ -53,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(generate.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.cors_origins:
