@@ -4,9 +4,12 @@
 #
 #   I2V_API_TOKEN=... scripts/start_app.sh
 #
-# Without I2V_API_TOKEN a random token is made once, kept in .api_token (git-ignored), and
-# printed. I2V_API_PORT (8000) is the gateway port; Triton uses TRITON_*_PORT (8010-8012)
-# on 127.0.0.1. Logs go to logs/. I2V_MODEL_PATH selects other weights.
+# The token: I2V_API_TOKEN if set, else the one in .api_token, else a new random one. Once the
+# gateway is ready, the token it serves with is in .api_token (git-ignored, mode 600) either
+# way, and the banner prints the line that exports it in another terminal, so the README's
+# commands work there whichever way the app was started. I2V_API_PORT (8000) is the gateway
+# port; Triton uses TRITON_*_PORT (8010-8012) on 127.0.0.1. Logs go to logs/.
+# I2V_MODEL_PATH selects other weights.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,16 +25,19 @@ mkdir -p "$LOG_DIR"
 bash scripts/setup.sh
 PY="$ROOT/.venv/bin/python"
 
-if [[ -z "${I2V_API_TOKEN:-}" && "${I2V_INSECURE_NO_AUTH:-}" != "true" ]]; then
-  if [[ ! -s .api_token ]]; then
-    (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >.api_token)
-  fi
-  I2V_API_TOKEN="$(cat .api_token)"
-  export I2V_API_TOKEN
-  token_note="(generated, kept in .api_token)"
+TOKEN_FILE="$ROOT/.api_token"
+if [[ -n "${I2V_API_TOKEN:-}" ]]; then
+  token_source="from I2V_API_TOKEN"
+elif [[ "${I2V_INSECURE_NO_AUTH:-}" == "true" ]]; then
+  token_source=""
+elif [[ -s "$TOKEN_FILE" ]]; then
+  I2V_API_TOKEN="$(cat "$TOKEN_FILE")"
+  token_source="from .api_token (made by an earlier run)"
 else
-  token_note="(from I2V_API_TOKEN)"
+  I2V_API_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  token_source="generated"
 fi
+if [[ -n "${I2V_API_TOKEN:-}" ]]; then export I2V_API_TOKEN; fi
 
 if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('$I2V_API_HOST', $I2V_API_PORT)) != 0)"; then
   echo "error: port $I2V_API_PORT is in use; set I2V_API_PORT to a free port" >&2
@@ -74,6 +80,17 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
+# Only a token the gateway accepted is kept: a refused one would come back on the next start.
+token_line="none: I2V_INSECURE_NO_AUTH=true"
+use_line=""
+if [[ -n "${I2V_API_TOKEN:-}" ]]; then
+  (umask 077; : >>"$TOKEN_FILE")
+  chmod 600 "$TOKEN_FILE"
+  printf '%s\n' "$I2V_API_TOKEN" >"$TOKEN_FILE"
+  token_line="$token_source; kept in $TOKEN_FILE (mode 600)"
+  use_line="  in another terminal:  export I2V_API_TOKEN=\$(cat $(printf %q "$TOKEN_FILE"))"
+fi
+
 cat <<INFO
 
   API          $base/api/v1/generate
@@ -81,7 +98,8 @@ cat <<INFO
   health       $base/healthz   $base/readyz
   videos       $base/outputs/
   Triton       HTTP 127.0.0.1:${TRITON_HTTP_PORT:-8010}  gRPC 127.0.0.1:$TRITON_GRPC_PORT  metrics http://127.0.0.1:${TRITON_METRICS_PORT:-8012}/metrics
-  API token    $token_note
+  API token    $token_line
+$use_line
 
 Press Ctrl-C to stop.
 INFO
