@@ -170,9 +170,18 @@ class JobService:
         return await self.get(job.id, job.owner)
 
     async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
-        """The job's events with an id above ``after``, as they are recorded, up to its final one."""
+        """The job's events with an id above ``after``, as they are recorded, up to its final one.
+        Ends at once when the job has already ended at or before ``after`` (a resume after the
+        final event, a wait on an ended job): no later event could ever end it."""
+        checked_end = False
         while True:
-            for event in await self.store.events_after(job_id, after):
+            events = await self.store.events_after(job_id, after)
+            if not events and not checked_end:
+                job = await self.store.get(job_id)
+                if job is None or job.status.final:
+                    return
+                checked_end = True
+            for event in events:
                 yield event
                 after = event.id
                 if event.type in FINAL_TYPES:
