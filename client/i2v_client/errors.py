@@ -1,6 +1,14 @@
-"""Errors raised by the client: the inverse of the gateway's status mapping."""
+"""Errors raised by the client: the inverse of the gateway's status table (``gateway/errors.py``).
+
+One class per status, all under ``I2VError`` (``status``, ``message``, ``retry_after``). The
+0.2 names (``InvalidRequestError``, ``AuthenticationError``, ...) stay as the parents of the
+status classes, so code that caught them still catches the same failures.
+"""
 
 from __future__ import annotations
+
+import email.utils
+import time
 
 
 class I2VError(Exception):
@@ -13,8 +21,9 @@ class I2VError(Exception):
         self.retry_after = retry_after
 
 
+# The 0.2 groups, kept as parents.
 class InvalidRequestError(I2VError):
-    """400, 413, 422: fix the request."""
+    """400, 409, 413, 422: fix the request."""
 
 
 class AuthenticationError(I2VError):
@@ -33,11 +42,75 @@ class GenerationTimeoutError(I2VError):
     """504: the model did not finish in time."""
 
 
-_BY_STATUS: dict[int, type[I2VError]] = {
-    400: InvalidRequestError, 413: InvalidRequestError, 422: InvalidRequestError,
-    401: AuthenticationError, 403: AuthenticationError, 429: RateLimitedError,
-    502: ServiceUnavailableError, 503: ServiceUnavailableError, 504: GenerationTimeoutError,
+# One class per status the gateway answers.
+class BadRequest(InvalidRequestError):
+    """400: the image is not valid base64 or not a readable image, or the body is not JSON."""
+
+
+class Unauthorized(AuthenticationError):
+    """401: missing or invalid token (or request signature)."""
+
+
+class Forbidden(AuthenticationError):
+    """403: the caller's address is outside the gateway's IP allow-list."""
+
+
+class NotFound(I2VError):
+    """404: no such job for this key."""
+
+
+class Conflict(InvalidRequestError):
+    """409: the Idempotency-Key was used with a different body."""
+
+
+class PayloadTooLarge(InvalidRequestError):
+    """413: the body or the image is too large."""
+
+
+class Unprocessable(InvalidRequestError):
+    """422: a field is missing, unknown or out of range (the message names it)."""
+
+
+class RateLimited(RateLimitedError):
+    """429: rate limit, concurrent generations or queued jobs of this key exceeded."""
+
+
+class InternalServerError(I2VError):
+    """500: an unexpected gateway error (its log has the details)."""
+
+
+class BadGateway(ServiceUnavailableError):
+    """502: the model ran but could not make a video."""
+
+
+class ServiceUnavailable(ServiceUnavailableError):
+    """503: the model is not ready or at capacity, or the job store is away."""
+
+
+class GatewayTimeout(GenerationTimeoutError):
+    """504: the model did not finish in time."""
+
+
+BY_STATUS: dict[int, type[I2VError]] = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    413: PayloadTooLarge, 422: Unprocessable, 429: RateLimited, 500: InternalServerError,
+    502: BadGateway, 503: ServiceUnavailable, 504: GatewayTimeout,
 }
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def parse_error(status: int, body: object, retry_after: str | None = None) -> I2VError:
@@ -45,8 +118,4 @@ def parse_error(status: int, body: object, retry_after: str | None = None) -> I2
     message = body.get("message") if isinstance(body, dict) else None
     if not message:
         message = str(body) if body else f"HTTP {status}"
-    try:
-        retry = float(retry_after) if retry_after is not None else None
-    except ValueError:
-        retry = None
-    return _BY_STATUS.get(status, I2VError)(status, message, retry)
+    return BY_STATUS.get(status, I2VError)(status, message, parse_retry_after(retry_after))
