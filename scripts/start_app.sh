@@ -3,6 +3,7 @@
 # URLs, and stop both on Ctrl-C.
 #
 #   I2V_API_TOKEN=... scripts/start_app.sh
+#   scripts/start_app.sh 7860 8000     # the original form: the web UI also on 7860, the API on 8000
 #
 # The token: I2V_API_TOKEN if set, else the one in .api_token, else a new random one. Once the
 # gateway is ready, the token it serves with is in .api_token (git-ignored, mode 600) either
@@ -14,6 +15,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# The original launcher's form, `scripts/start_app.sh PORT API_PORT` (7860 8000): the web UI also
+# on its own port PORT, served by the same gateway process as the API.
+if [[ $# -ge 1 ]]; then export I2V_UI_PORT="$1"; fi
+if [[ $# -ge 2 ]]; then export I2V_API_PORT="$2"; fi
 export I2V_API_PORT="${I2V_API_PORT:-8000}"
 export I2V_API_HOST="${I2V_API_HOST:-127.0.0.1}"
 export TRITON_GRPC_PORT="${TRITON_GRPC_PORT:-8011}"
@@ -39,10 +44,12 @@ else
 fi
 if [[ -n "${I2V_API_TOKEN:-}" ]]; then export I2V_API_TOKEN; fi
 
-if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('$I2V_API_HOST', $I2V_API_PORT)) != 0)"; then
-  echo "error: port $I2V_API_PORT is in use; set I2V_API_PORT to a free port" >&2
-  exit 1
-fi
+for port in "$I2V_API_PORT" ${I2V_UI_PORT:-}; do
+  if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('$I2V_API_HOST', $port)) != 0)"; then
+    echo "error: port $port is in use; choose a free port (I2V_API_PORT, or the PORT API_PORT arguments)" >&2
+    exit 1
+  fi
+done
 
 triton_pid="" gateway_pid=""
 stop_all() {
@@ -91,8 +98,12 @@ if [[ -n "${I2V_API_TOKEN:-}" ]]; then
   use_line="  in another terminal:  export I2V_API_TOKEN=\$(cat $(printf %q "$TOKEN_FILE"))"
 fi
 
+ui_line="$base/ui/"
+if [[ -n "${I2V_UI_PORT:-}" ]]; then ui_line="$ui_line   http://$I2V_API_HOST:$I2V_UI_PORT/ui/"; fi
+
 cat <<INFO
 
+  web UI       $ui_line   (sign in with the API token)
   API          $base/api/v1/generate
   API docs     $base/docs
   health       $base/healthz   $base/readyz

@@ -13,6 +13,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.state import edge_services
@@ -89,29 +90,43 @@ async def require_caller(
     query_token: Annotated[str | None, Depends(_query)],
 ) -> str:
     """The name of the caller's key; also kept in ``request.state.caller`` for the access log."""
-    edge = edge_services(request)
-    settings = edge.settings
-    if settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled:
+    settings = edge_services(request).settings
+    if auth_disabled(settings):
         request.state.caller = ANONYMOUS
         return ANONYMOUS
     try:
         presented = _presented_key(request, bearer, query_token)
-        name = _match(presented, settings.api_keys)
+        name = key_name(presented, settings)
         if name is None and settings.jwt_enabled and presented.count(".") == 2:
             name = verify_jwt(presented, settings)
         if name is None:
             raise UnauthorizedError("invalid token")
     except UnauthorizedError:
-        limiter = edge.rate_limiter
-        client = request.scope.get("state", {}).get("client_ip", "unknown")
-        if limiter is not None:
-            decision = await limiter.acquire(f"ip:{client}")
-            if not decision.allowed:
-                raise RateLimitedError("too many failed authentication attempts from this address; "
-                                       f"retry in {decision.retry_after_s} s", decision.headers()) from None
+        await count_failed_attempt(request)
         raise
     request.state.caller = name
     return name
+
+
+def auth_disabled(settings: Settings) -> bool:
+    """True only with I2V_INSECURE_NO_AUTH and no key or JWT configured: every caller is ANONYMOUS."""
+    return settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled
+
+
+def key_name(presented: str, settings: Settings) -> str | None:
+    """The name of the configured API key ``presented`` is (constant-time compare), else None."""
+    return _match(presented, settings.api_keys)
+
+
+async def count_failed_attempt(request: HTTPConnection) -> None:
+    """One failed sign-in from the caller's address; ``RateLimitedError`` once it has failed too often."""
+    limiter = edge_services(request).rate_limiter
+    client = request.scope.get("state", {}).get("client_ip", "unknown")
+    if limiter is not None:
+        decision = await limiter.acquire(f"ip:{client}")
+        if not decision.allowed:
+            raise RateLimitedError("too many failed authentication attempts from this address; "
+                                   f"retry in {decision.retry_after_s} s", decision.headers()) from None
 
 
 Caller = Annotated[str, Depends(require_caller)]

@@ -1,0 +1,219 @@
+"""What the page's buttons do, on the gateway's own services: submit, follow, cancel, list.
+
+Each handler acts as the signed-in key (``request.username``, set from the session cookie by
+``mount.py``), draws from the same rate budget as the API, and turns the API's errors into the
+same messages; anything unexpected is logged and shown as one line, never a stack trace."""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from gateway.edge.state import EdgeServices
+from gateway.errors import ApiError, InvalidFieldError, InvalidImageError, RateLimitedError, describe_validation
+from gateway.jobs.records import Job, JobEvent
+from gateway.jobs.service import JobService
+from gateway.jobs.views import JobViews
+from gateway.schemas import JobRequest, JobResponse, JobStatus, OutputFormat, VideoParams
+from gateway.ui.texts import text
+
+logger = logging.getLogger("gateway.ui")
+GALLERY_SIZE = 12
+OUTPUT_FORMATS = [fmt.value for fmt in OutputFormat]
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """The form as the page sends it, in the order of ``page.FORM_FIELDS``."""
+
+    image: str | None
+    prompt: str
+    negative_prompt: str
+    resolution: str
+    num_frames: float
+    fps: float
+    steps: float
+    guidance_scale: float
+    seed: float | None
+    random_seed: bool
+    fit: str
+    output_format: str | None = None
+
+    def job_request(self, image_base64: str) -> JobRequest:
+        fields: dict[str, Any] = {
+            "image_base64": image_base64, "prompt": self.prompt, "resolution": self.resolution,
+            "num_frames": int(self.num_frames), "fps": int(self.fps), "steps": int(self.steps),
+            "guidance_scale": float(self.guidance_scale), "fit": self.fit,
+            "negative_prompt": self.negative_prompt.strip() or None,
+            "seed": None if self.random_seed or self.seed is None else int(self.seed),
+        }
+        if self.output_format:
+            fields["output_format"] = self.output_format
+        return JobRequest.model_validate(fields)
+
+
+def form_from_params(params: VideoParams) -> list[Any]:
+    """The form's values (without the image) for a job's parameters: the gallery's "reuse"."""
+    values: list[Any] = [params.prompt, params.negative_prompt or "", params.resolution.value, params.num_frames,
+                         params.fps, params.steps, params.guidance_scale, params.seed,
+                         params.seed is None, params.fit.value, params.output_format.value]
+    return values
+
+
+class UiActions:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app  # the gateway's app: its services exist only once its lifespan has started
+
+    @property
+    def jobs(self) -> JobService:
+        return self.app.state.services.jobs
+
+    @property
+    def views(self) -> JobViews:
+        return self.app.state.services.views
+
+    @property
+    def edge(self) -> EdgeServices:
+        return self.app.state.edge
+
+    def base_url(self, request: gr.Request) -> str:
+        """Where the browser reaches this gateway (for video_url), as the API's BaseUrl does."""
+        configured = self.edge.settings.public_base_url
+        if configured:
+            return configured
+        scheme = getattr(getattr(request, "url", None), "scheme", None) or "http"
+        return f"{scheme}://{request.headers.get('host', 'localhost')}"
+
+    async def _spend_rate_budget(self, caller: str) -> None:
+        # The call the API's rate_budget dependency makes: one budget per key for API and UI.
+        limiter = self.edge.rate_limiter
+        if limiter is not None:
+            decision = await limiter.acquire(f"key:{caller}")
+            if not decision.allowed:
+                raise RateLimitedError(f"rate limit for key '{caller}' reached; retry in {decision.retry_after_s} s",
+                                       decision.headers())
+
+    async def submit(self, form: FormValues, language: str, request: gr.Request) -> Job:
+        """The stored job for the form, or an ``ApiError`` with the API's message."""
+        if not form.image:
+            raise InvalidImageError(text(language, "no_image"))
+        if not form.prompt.strip():
+            raise InvalidFieldError(text(language, "no_prompt"))
+        caller = request.username or ""
+        try:
+            image = base64.b64encode(Path(form.image).read_bytes()).decode()
+            body = form.job_request(image)
+        except ValidationError as exc:
+            raise InvalidFieldError(describe_validation(exc.errors())) from None
+        await self._spend_rate_budget(caller)
+        job, _ = await self.jobs.submit(body, caller, self.base_url(request))
+        logger.info("job %s submitted from the web UI", job.id)
+        return job
+
+    async def follow(self, job: Job) -> AsyncIterator[tuple[JobEvent, JobResponse | None]]:
+        """Each event of the job, with the job's view once it has ended."""
+        async for event in self.jobs.events(job.id):
+            final = event.type in (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
+            yield event, self.views.job(await self.jobs.get(job.id, job.owner)) if final else None
+
+    async def cancel(self, job_id: str, request: gr.Request) -> JobResponse:
+        return self.views.job(await self.jobs.cancel(job_id, request.username or ""))
+
+    async def recent(self, request: gr.Request) -> list[tuple[JobResponse, VideoParams, Path]]:
+        """The key's recent succeeded videos: the view, the parameters, the file."""
+        caller = request.username or ""
+        jobs, _ = await self.jobs.list(caller, 0, GALLERY_SIZE * 2)
+        outputs = self.app.state.services.outputs.directory
+        found = []
+        for job in jobs:
+            if job.result is not None and (outputs / job.result.video_file).is_file():
+                found.append((self.views.job(job), job.params, outputs / job.result.video_file))
+        return found[:GALLERY_SIZE]
+
+
+def describe_error(exc: Exception) -> str:
+    """The caller's message of an API error; one line for anything else (the log has the rest)."""
+    if isinstance(exc, ApiError):
+        return exc.message
+    logger.exception("web UI action failed")
+    return "internal error; the gateway log has the details"
+
+
+class EtaClock:
+    """Seconds left from the pace of the steps seen so far, when the job view gives no eta_s."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+
+    def eta_s(self, step: int, total: int, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        if self.first is None or step < self.first[1]:
+            self.first = (now, step)
+            return None
+        started, first_step = self.first
+        if step == first_step:
+            return None
+        return (now - started) / (step - first_step) * (total - step)
+
+
+def progress_html(language: str, status: str, step: int | None = None, total: int | None = None,
+                  eta_s: float | None = None, queue_position: int | None = None, message: str = "",
+                  job_id: str = "") -> str:
+    """The status line and the step bar; data- attributes let tests and scripts read it."""
+    label = text(language, f"status_{status}") if f"status_{status}" in _STATUS_KEYS else status
+    parts = [html.escape(label)]
+    if queue_position is not None:
+        parts.append(f"{html.escape(text(language, 'queue_position'))} {queue_position}")
+    if step is not None and total:
+        parts.append(f"{html.escape(text(language, 'step'))} {step}/{total}")
+    if eta_s is not None:
+        parts.append(html.escape(text(language, "eta").format(seconds=max(0, round(eta_s)))))
+    if message and status in ("failed", "cancelled", "error"):
+        parts.append(html.escape(message))
+    bar = (f'<progress id="i2v-progress-bar" value="{step or 0}" max="{total}"></progress>'
+           if total else "")
+    return (f'<div id="i2v-status" data-status="{html.escape(status)}" data-step="{step or 0}" '
+            f'data-total="{total or 0}" data-job="{html.escape(job_id)}">{bar}'
+            f'<span class="i2v-status-text">{" · ".join(parts)}</span></div>')
+
+
+_STATUS_KEYS = {f"status_{s}" for s in ("idle", "queued", "running", "succeeded", "failed", "cancelled",
+                                        "cancelling", "error")}
+
+
+def result_html(language: str, view: JobResponse) -> str:
+    """The player, its poster, the download link."""
+    result = view.result
+    if result is None:
+        return ""
+    url = html.escape(result.video_url)
+    poster_url = getattr(result, "poster_url", None)
+    poster = f' poster="{html.escape(poster_url)}"' if poster_url else ""
+    if url.endswith((".mp4", ".webm")):
+        media = f'<video id="i2v-video" src="{url}"{poster} controls loop autoplay muted playsinline></video>'
+    elif url.endswith(".gif"):
+        media = f'<img id="i2v-video" src="{url}" alt="">'
+    else:
+        media = ""
+    poster_link = (f' · <a href="{html.escape(poster_url)}" target="_blank">{html.escape(text(language, "poster"))}</a>'
+                   if poster_url else "")
+    return (f'<div id="i2v-result">{media}<p><a id="i2v-download" href="{url}" download>'
+            f'{html.escape(text(language, "download"))}</a>{poster_link}</p></div>')
+
+
+def parameters_used(view: JobResponse, params: VideoParams) -> dict[str, Any]:
+    used = params.model_dump(mode="json", exclude_none=True)
+    if view.result is not None:
+        used.update(seed=view.result.seed, width=view.result.width, height=view.result.height,
+                    inference_time=view.result.inference_time, cached=view.result.cached)
+    return {"job_id": view.job_id, **used}

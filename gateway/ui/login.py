@@ -1,0 +1,82 @@
+"""``/ui/login`` and ``/ui/logout``: a plain form that trades an API key for a session cookie.
+
+The cookie holds a signed session naming the key (session.py), never the key. It is HttpOnly (no
+script reads it) and SameSite=Strict: no request started by another site carries it, not even a
+link, so a forged form post arrives signed out; the Origin check in guard.py refuses it as well."""
+
+from __future__ import annotations
+
+import html
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gateway.edge.auth import auth_disabled, count_failed_attempt, key_name
+from gateway.edge.state import edge_services
+from gateway.errors import RateLimitedError
+from gateway.ui.session import COOKIE_NAME, SessionSigner
+from gateway.ui.texts import LANGUAGES, pick_language, text
+
+UI_PATH = "/ui"
+LOGIN_PATH = f"{UI_PATH}/login"
+LOGOUT_PATH = f"{UI_PATH}/logout"
+_PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
+input,button{{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin:.3rem 0}}
+.error{{color:#b00020}} nav a{{margin-right:.8rem}}</style></head>
+<body><nav>{languages}</nav><h1>{title}</h1><p>{intro}</p>
+<form method="post" action="login"><input type="hidden" name="lang" value="{lang}">
+<label for="key">{label}</label><input id="key" name="key" type="password" autocomplete="current-password" required>
+<p class="error" id="login-error" role="alert">{error}</p><button type="submit" id="sign-in">{button}</button></form>
+</body></html>"""
+
+
+def login_page(language: str, error: str = "", status: int = 200) -> HTMLResponse:
+    languages = " ".join(f'<a href="login?lang={code}" lang="{code}">{"English" if code == "en" else "中文"}</a>'
+                         for code in LANGUAGES)
+    body = _PAGE.format(lang=language, title=html.escape(text(language, "sign_in_title")),
+                        intro=html.escape(text(language, "sign_in_intro")),
+                        label=html.escape(text(language, "api_key")),
+                        button=html.escape(text(language, "sign_in")), error=html.escape(error), languages=languages)
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _language(request: Request, chosen: str | None) -> str:
+    return chosen if chosen in LANGUAGES else pick_language(request.headers.get("accept-language"))
+
+
+def login_router(signer: SessionSigner) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(LOGIN_PATH)
+    async def show_login(request: Request, lang: str | None = None) -> Response:
+        if auth_disabled(edge_services(request).settings):
+            return RedirectResponse(f"{UI_PATH}/", status_code=303)
+        return login_page(_language(request, lang))
+
+    @router.post(LOGIN_PATH)
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        language = _language(request, str(form.get("lang") or ""))
+        settings = edge_services(request).settings
+        caller = key_name(str(form.get("key") or ""), settings)
+        if caller is None:
+            try:
+                await count_failed_attempt(request)  # the API's budget of failed sign-ins per address
+            except RateLimitedError as exc:
+                return login_page(language, exc.message, 429)
+            return login_page(language, text(language, "wrong_key"), 401)
+        response = RedirectResponse(f"{UI_PATH}/", status_code=303)
+        response.set_cookie(COOKIE_NAME, signer.issue(caller), max_age=int(signer.max_age_s), path=UI_PATH,
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    @router.post(LOGOUT_PATH)
+    async def sign_out() -> Response:
+        response = RedirectResponse(LOGIN_PATH, status_code=303)
+        response.delete_cookie(COOKIE_NAME, path=UI_PATH, httponly=True, samesite="strict")
+        return response
+
+    return router

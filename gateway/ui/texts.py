@@ -1,0 +1,130 @@
+"""Every string of the UI, in English and Chinese: one table, picked by the browser's language."""
+
+from __future__ import annotations
+
+LANGUAGES = ("en", "zh")
+DEFAULT_LANGUAGE = "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "I2VGen-XL image to video",
+        "intro": "Drop in a picture, say what should happen, and watch it move.",
+        "sign_in_title": "Sign in",
+        "sign_in_intro": "Use one of this gateway's API keys (the same key works with the REST API).",
+        "api_key": "API key",
+        "sign_in": "Sign in",
+        "sign_out": "Sign out",
+        "wrong_key": "That key is not valid here.",
+        "signed_in_as": "Signed in as",
+        "language": "Language",
+        "image": "Image (upload, drag and drop, or paste)",
+        "prompt": "Prompt",
+        "prompt_placeholder": "a cat walking in the garden",
+        "negative_prompt": "Negative prompt",
+        "resolution": "Resolution",
+        "frames": "Frames",
+        "fps": "Frames per second",
+        "steps": "Denoising steps",
+        "guidance": "Guidance scale",
+        "seed": "Seed",
+        "random_seed": "Random seed",
+        "fit": "Fit",
+        "output_format": "Output format",
+        "generate": "Generate",
+        "cancel": "Cancel",
+        "examples": "Examples: click one to fill the form",
+        "status_idle": "Ready.",
+        "status_queued": "Queued",
+        "queue_position": "position in queue",
+        "status_running": "Running",
+        "step": "step",
+        "eta": "about {seconds} s left",
+        "status_succeeded": "Done",
+        "status_failed": "Failed",
+        "status_cancelled": "Cancelled",
+        "status_cancelling": "Cancelling...",
+        "no_image": "Choose an image first.",
+        "no_prompt": "Write a prompt first.",
+        "result": "Result",
+        "download": "Download the video",
+        "poster": "Poster",
+        "parameters_used": "Seed and parameters used",
+        "gallery": "Your recent videos (click one to reuse its settings)",
+        "refresh": "Refresh",
+        "nothing_to_cancel": "Nothing is running.",
+        "status_error": "Error",
+    },
+    "zh": {
+        "title": "I2VGen-XL 图像生成视频",
+        "intro": "上传一张图片，描述画面中应发生的事情，然后看它动起来。",
+        "sign_in_title": "登录",
+        "sign_in_intro": "使用本网关的 API 密钥登录（与 REST API 使用同一密钥）。",
+        "api_key": "API 密钥",
+        "sign_in": "登录",
+        "sign_out": "退出登录",
+        "wrong_key": "该密钥在此无效。",
+        "signed_in_as": "当前身份",
+        "language": "语言",
+        "image": "图片（上传、拖放或粘贴）",
+        "prompt": "提示词",
+        "prompt_placeholder": "一只猫在花园里散步",
+        "negative_prompt": "反向提示词",
+        "resolution": "分辨率",
+        "frames": "帧数",
+        "fps": "每秒帧数",
+        "steps": "去噪步数",
+        "guidance": "引导系数",
+        "seed": "随机种子",
+        "random_seed": "随机种子（每次不同）",
+        "fit": "适配方式",
+        "output_format": "输出格式",
+        "generate": "生成",
+        "cancel": "取消",
+        "examples": "示例：点击一个即可填入表单",
+        "status_idle": "就绪。",
+        "status_queued": "排队中",
+        "queue_position": "队列位置",
+        "status_running": "生成中",
+        "step": "步",
+        "eta": "预计还需 {seconds} 秒",
+        "status_succeeded": "完成",
+        "status_failed": "失败",
+        "status_cancelled": "已取消",
+        "status_cancelling": "正在取消……",
+        "no_image": "请先选择一张图片。",
+        "no_prompt": "请先填写提示词。",
+        "result": "结果",
+        "download": "下载视频",
+        "poster": "封面",
+        "parameters_used": "使用的种子和参数",
+        "gallery": "你最近的视频（点击一个以复用其设置）",
+        "refresh": "刷新",
+        "nothing_to_cancel": "当前没有正在运行的任务。",
+        "status_error": "错误",
+    },
+}
+
+
+def pick_language(accept_language: str | None) -> str:
+    """The first supported language of an ``Accept-Language`` header (or ``navigator.language``),
+    by quality; English when none matches."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if quality > 0:  # q=0 (or unreadable) means "not this one"
+            ranked.append((-quality, index, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        primary = tag.split("-")[0]
+        if primary in LANGUAGES:
+            return primary
+    return DEFAULT_LANGUAGE
+
+
+def text(language: str, key: str) -> str:
+    return TEXTS.get(language, TEXTS[DEFAULT_LANGUAGE])[key]
