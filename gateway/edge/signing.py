@@ -1,10 +1,21 @@
-"""Optional HMAC request signing with replay protection.
+r"""Optional HMAC request signing with replay protection.
 
 When ``I2V_REQUEST_SIGNING_SECRET`` is set, every ``/api`` request carries:
 
-- ``X-Signature-Timestamp``: Unix seconds; refused when further than the window from now;
-- ``X-Signature-Nonce``: a fresh random string (8 to 128 characters); refused when seen before;
-- ``X-Signature``: ``v1=`` + hex HMAC-SHA256 over ``canonical_request`` below.
+- ``X-Signature-Timestamp``: Unix seconds (a decimal integer; signed as sent); refused when
+  further than the window from now, or not a finite number;
+- ``X-Signature-Nonce``: a fresh random string (8 to 128 of ``A-Z a-z 0-9 _ - . ~``); refused
+  when seen before;
+- ``X-Signature``: ``v1=`` + lowercase hex HMAC-SHA256, keyed with the secret's UTF-8 bytes, over
+  ``canonical_request`` below.
+
+The canonical string is six lines joined by ``\n`` (no trailing newline), UTF-8 encoded: the
+method in upper case; the path as the framework gives it (percent-decoded as UTF-8, with ``?``,
+``#`` and ``\`` encoded again as ``%3F``, ``%23``, ``%5C``: Starlette's ``request.url.path``); the
+query string exactly as sent (no ``?``, not decoded, not reordered; empty when there is none);
+the two headers above as sent; the lowercase hex SHA-256 of the raw body (of no bytes when there
+is no body). SECURITY.md states it for client authors; docs/signing_vectors.json has worked
+examples that tests/gateway/test_signing_vectors.py checks against this module and the client.
 
 Nonces are remembered for twice the window (in Redis when configured, so a request replayed
 to another replica is refused too), which with the timestamp check refuses every replay.
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import time
 
@@ -73,7 +85,9 @@ async def require_signature(request: Request) -> None:
     try:
         skew = abs(time.time() - float(timestamp))
     except ValueError:
-        raise UnauthorizedError("X-Signature-Timestamp must be Unix seconds") from None
+        skew = math.nan
+    if not math.isfinite(skew):  # "nan" would pass every comparison below, and with it any replay
+        raise UnauthorizedError("X-Signature-Timestamp must be Unix seconds")
     if skew > settings.request_signing_window_s:
         raise UnauthorizedError(f"the signature timestamp is {skew:.0f} s away from the gateway's clock; "
                                 f"the window is {settings.request_signing_window_s:.0f} s")

@@ -1,5 +1,5 @@
 """Starts and stops the job layer's background loops: ``job_workers`` workers, the lease reaper,
-webhook deliveries and retention. Each loop is its own module; this one only wires them."""
+the model watch, webhook deliveries and retention. Each loop is its own module; this one only wires them."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 from gateway.config import Settings
 from gateway.generation.service import GenerationService
 from gateway.jobs.deliveries import WebhookDeliveries
 from gateway.jobs.loops import Wake, run_forever
+from gateway.jobs.model_watch import ModelWatch
 from gateway.jobs.reaper import LeaseReaper
 from gateway.jobs.retention import Retention
 from gateway.jobs.store import JobStore
@@ -25,13 +27,21 @@ class JobRunner:
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = [JobWorker(settings, store, generation, worker_id, wake) for _ in range(settings.job_workers)]
         self.reaper = LeaseReaper(settings, store, wake)
+        self.model_watch = ModelWatch(settings, store, self._model_ready(generation), wake)
         self.deliveries = WebhookDeliveries(settings, store, views, wake)
         self.retention = Retention(settings, store, generation.outputs.directory, generation.cache)
         self._tasks: list[asyncio.Task] = []
 
+    @staticmethod
+    def _model_ready(generation: GenerationService) -> Callable[[], Awaitable[bool]]:
+        async def ready() -> bool:
+            return (await generation.triton.readiness())[0]
+        return ready
+
     def start(self) -> None:
         loops = [("worker", worker.loop) for worker in self.workers]
-        loops += [("reaper", self.reaper.loop), ("webhooks", self.deliveries.loop),
+        loops += [("reaper", self.reaper.loop), ("model-watch", self.model_watch.loop),
+                  ("webhooks", self.deliveries.loop),
                   ("retention", self.retention.loop)]
         self._tasks = [asyncio.create_task(run_forever(name, loop)) for name, loop in loops]
 

@@ -167,12 +167,20 @@ class GatewayServer(ManagedProcess):
 
 
 class RedisServer(ManagedProcess):
-    """A throwaway ``redis-server`` on a free port, nothing written to disk."""
+    """A ``redis-server`` on a free port, durable as shipped (docker/redis/redis.conf): an
+    append-only file fsynced every second in ``log_dir``/redis-data, so a restart on the same
+    port (``start()`` again) finds its data. ``durable=False`` keeps nothing on disk."""
 
-    def __init__(self, log_dir: Path, cwd: Path = REPO_ROOT) -> None:
+    def __init__(self, log_dir: Path, cwd: Path = REPO_ROOT, durable: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
+        self.data_dir = log_dir / "redis-data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # No RDB snapshots in either case: the append-only file is the durability under test.
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else ["--appendonly", "no"]
         super().__init__("redis-server", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--save", "", "--appendonly", "no", "--databases", "64"],
+                                          "--dir", str(self.data_dir), "--save", "", *persistence,
+                                          "--databases", "64", *extra_args],
                          log_dir / "redis.log", cwd=cwd)
 
     def url(self, db: int = 0) -> str:
