@@ -16,10 +16,13 @@ from gateway.api import docs, generate, health, jobs
 from gateway.config import Settings
 from gateway.edge.body_size import BodySizeLimitMiddleware
 from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
+from gateway.edge.metrics import MetricsMiddleware, start_metrics_port
 from gateway.edge.request_log import RequestLogMiddleware
 from gateway.errors import install_error_handlers
 from gateway.generation.outputs import URL_PREFIX, OutputStore
+from gateway.redis_persistence import log_persistence
 from gateway.services import Services, edge_services
+from gateway.ui.mount import mount_ui
 
 logger = logging.getLogger("gateway")
 
@@ -35,10 +38,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.services = services
         if settings.insecure_no_auth and not settings.api_keys and not settings.jwt_enabled:
             logger.warning("I2V_INSECURE_NO_AUTH is set: the API accepts requests without a token")
+        if redis is not None:
+            await log_persistence(redis)  # one line; a warning when a Redis restart would lose jobs
         services.runner.start()
+        metrics_port = await start_metrics_port(app, settings)  # I2V_METRICS_PORT, if set
         try:
             yield
         finally:
+            if metrics_port is not None:
+                await metrics_port.close()
             await services.close()
             if redis is not None:
                 await redis.aclose()
@@ -61,6 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(docs.router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
+    if settings.ui_enabled:
+        # The web UI at /ui: a client of the same job layer, behind its own session and CSRF guard.
+        mount_ui(app, settings, outputs.directory)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -69,5 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     # the request log, added last and so outermost, still records it.
     app.add_middleware(ClientAddressMiddleware, allowlist=parse_networks(settings.ip_allowlist),
                        trusted_proxies=parse_networks(settings.trusted_proxies))
+    # Counts every request, refused ones included; answers /metrics only with I2V_METRICS_TOKEN.
+    app.add_middleware(MetricsMiddleware, token=settings.metrics_token)
     app.add_middleware(RequestLogMiddleware)
     return app

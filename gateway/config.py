@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from standardwebhooks.webhooks import Webhook as Signer
 
@@ -35,7 +35,15 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = Field(
         60, ge=0, description="Requests a minute per key, and per IP for failed logins; 0 turns limits off.")
     rate_limit_burst: int = Field(10, ge=1, description="Requests allowed at once before the rate applies.")
-    max_concurrent_per_key: int = Field(4, ge=0, description="Generations in flight per key; 0 = no limit.")
+    max_concurrent_per_key: int = Field(
+        4, ge=0, description="Synchronous generations in flight per key; more wait in the key's line. 0 = no limit.")
+    max_concurrent_generations: int = Field(
+        8, ge=0, description="Synchronous generations this gateway sends to Triton at once; more wait, the keys "
+        "with a line served in turn. 0 = no limit.")
+    max_waiting_per_key: int = Field(
+        16, ge=0, description="Synchronous generations of one key waiting for a slot (429 beyond).")
+    max_generation_wait_s: float = Field(
+        300, gt=0, description="Longest wait for a generation slot before a 429.")
     ip_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated CIDRs allowed to call the API; empty allows all.")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
@@ -64,6 +72,12 @@ class Settings(BaseSettings):
     triton_progress_model: str = Field(
         PROGRESS_MODEL_NAME, description="Triton model that streams per-step progress; empty: no progress.")
     inference_timeout_s: float = Field(600.0, gt=0, description="Deadline for one Triton inference.")
+
+    # --- shutdown (issue 14) ---
+    shutdown_grace_s: int = Field(
+        630, gt=0, description="At SIGTERM, how long requests in progress (a synchronous generation: "
+        "I2V_INFERENCE_TIMEOUT_S plus preparing and encoding) may take before they are cut. Keep the "
+        "orchestrator's grace (compose stop_grace_period, terminationGracePeriodSeconds) above it.")
 
     # --- inputs ---
     max_body_bytes: int = Field(30 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above).")
@@ -104,6 +118,31 @@ class Settings(BaseSettings):
     webhook_retry_delays_s: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0],
         description="Comma-separated waits between delivery attempts; attempts = entries + 1.")
+
+    # --- metrics ---
+    metrics_token: SecretStr | None = Field(
+        None, description="Serve Prometheus metrics at /metrics to 'Authorization: Bearer <this>'; unset: 404.")
+    metrics_port: int | None = Field(
+        None, description="Also serve /metrics, without a token, on this port (see I2V_METRICS_HOST); unset: none.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of the metrics port; only where nothing but the scraper reaches it.")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _real_metrics_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty token would make "Bearer " the password (a Secret template left unfilled).
+        if token is not None and (len(token.get_secret_value()) < 16
+                                  or token.get_secret_value().lower() in PLACEHOLDER_TOKENS):
+            raise ValueError("I2V_METRICS_TOKEN must be a random secret of at least 16 characters")
+        return token
+
+    # --- web UI (gateway/ui, issue 12) ---
+    ui_enabled: bool = Field(True, description="Serve the web UI at /ui.")
+    ui_port: int | None = Field(None, description="Also listen on this port (the UI's own, e.g. 7860); unset: none.")
+    ui_session_secret: SecretStr | None = Field(
+        None, description="Signs UI session cookies; unset: a random per-process secret (sign in again after "
+        "a restart; replicas behind one address need the same configured secret).")
+    ui_session_max_age_s: float = Field(12 * 3600, gt=0, description="How long a UI sign-in lasts.")
 
     @property
     def jwt_enabled(self) -> bool:

@@ -37,6 +37,15 @@ class FitMode(str, Enum):
     pad = "pad"  # scale to fit inside, pad with black bars
 
 
+class OutputFormat(str, Enum):
+    """The file a video is delivered as; every format also gets a JPEG poster (the first frame)."""
+
+    mp4 = "mp4"  # H.264, yuv420p, index first: plays everywhere
+    webm = "webm"  # VP9, yuv420p: browsers
+    gif = "gif"  # animated, looping; at most 50 fps (GIF delays are whole centiseconds)
+    frames = "frames"  # a zip of PNG frames, frame_0000.png ...
+
+
 class VideoParams(BaseModel):
     """Everything about the video except the image; a job stores these."""
 
@@ -53,19 +62,28 @@ class VideoParams(BaseModel):
         None, ge=0, le=2**53 - 1,
         description="Same seed and inputs, same video (and a cached answer for a repeat). Omitted: random.")
     fit: FitMode = Field(FitMode.crop, description="crop: fill the frame and cut edges; pad: keep all, add bars.")
+    output_format: OutputFormat = Field(
+        OutputFormat.mp4, description="mp4 (H.264), webm (VP9), gif (animated, looping) or frames (a zip of PNGs "
+                                      "named frame_0000.png ...). A JPEG poster of the first frame comes with each.")
 
 
 class GenerateRequest(VideoParams):
     image_base64: str = Field(
         ..., min_length=1,
         description="The input image (PNG, JPEG, WebP, ...) in base64; a data: URL prefix and line breaks are fine.")
+    cancel_after_s: float | None = Field(
+        None, gt=0, le=86400,
+        description="Deadline in seconds from submission: past it the request is cancelled and the model stops "
+                    "within a denoising step. The Cancel-After header (e.g. '90s', '5m') does the same; "
+                    "with both, the earlier deadline wins.")
 
 
 class GenerateResponse(BaseModel):
     success: bool = Field(True, description="True when a video was made.")
     message: str = Field(..., description="What happened, for people.")
-    video_path: str = Field(..., description="Path of the MP4 under the gateway, e.g. outputs/abc.mp4.")
-    video_url: str = Field(..., description="Absolute URL to download the MP4.")
+    video_path: str = Field(
+        ..., description="Path of the file in the requested output_format under the gateway, e.g. outputs/abc.mp4.")
+    video_url: str = Field(..., description="Absolute URL to download that file (MP4, WebM, GIF or zip of PNGs).")
     inference_time: float = Field(..., description="Seconds from accepting the request to the encoded video.")
     seed: int = Field(..., description="Seed used; send it again to reproduce the video.")
     width: int
@@ -73,6 +91,11 @@ class GenerateResponse(BaseModel):
     num_frames: int
     fps: int
     cached: bool = Field(False, description="True when a seeded repeat was answered from the result cache.")
+    output_format: OutputFormat = Field(OutputFormat.mp4, description="The format of the file at video_url.")
+    poster_path: str | None = Field(
+        None, description="Path of the poster, the first frame as JPEG, e.g. outputs/abc.jpg (null for videos "
+                          "made before posters existed).")
+    poster_url: str | None = Field(None, description="Absolute URL to download the poster.")
 
 
 class ErrorResponse(BaseModel):
@@ -102,10 +125,21 @@ class HealthResponse(BaseModel):
 
 # --- asynchronous jobs ---
 
+class WebhookEvent(str, Enum):
+    """What a job's callback_url is told about; each is one signed POST."""
+
+    start = "start"  # a worker started the job (once)
+    progress = "progress"  # denoising progress, at most one every 2 s
+    completed = "completed"  # the job ended: succeeded, failed or cancelled
+
+
 class JobRequest(GenerateRequest):
     callback_url: str | None = Field(
         None, max_length=2048,
         description="POSTed the job when it ends (signed per Standard Webhooks). Private addresses are refused.")
+    webhook_events: list[WebhookEvent] = Field(
+        default_factory=lambda: [WebhookEvent.completed], min_length=1, max_length=3,
+        description="Which events POST to callback_url: completed (the default), start, progress.")
 
 
 class JobStatus(str, Enum):
@@ -136,6 +170,7 @@ class JobProgressView(BaseModel):
 
 class DeliveryAttemptView(BaseModel):
     at: datetime
+    event: str = Field("completed", description="The event sent: start, progress or completed.")
     status_code: int | None = None
     error: str | None = None
     duration_ms: int
@@ -143,6 +178,7 @@ class DeliveryAttemptView(BaseModel):
 
 class WebhookView(BaseModel):
     url: str
+    events: list[str] = Field(default_factory=lambda: ["completed"], description="The events asked for.")
     state: str = Field(..., description="pending, delivering, delivered or failed.")
     attempts: list[DeliveryAttemptView]
 
@@ -156,9 +192,17 @@ class JobResponse(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: JobProgressView | None = Field(None, description="While running (and after): denoising step of total.")
+    queue_position: int | None = Field(
+        None, description="While queued: 1 when the job starts next (keys are served in turn).")
+    eta_s: float | None = Field(
+        None, description="While queued or running: estimated seconds until it ends, from the speed of "
+                          "the jobs running now; null until there is something to measure.")
     result: GenerateResponse | None = Field(None, description="What /api/v1/generate answers, once succeeded.")
     error: JobErrorView | None = Field(None, description="Why it failed or was cancelled.")
     attempts: int = Field(0, description="Times a worker started it (more than 1 after a restart).")
+    lost_workers: int = Field(
+        0, description="Starts lost with their worker (a killed gateway); it fails after I2V_JOB_MAX_ATTEMPTS "
+                       "of these. Waits for the model or the store never count.")
     webhook: WebhookView | None = None
 
 

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
-from gateway.edge.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.fair_queue import FairQueue
+from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -38,8 +39,8 @@ def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServi
     return EdgeServices(
         settings=settings, rate_limiter=limiter,
         nonces=RedisNonceStore(redis) if redis is not None else MemoryNonceStore(),
-        generation_slots=(ConcurrencyLimiter(settings.max_concurrent_per_key)
-                          if settings.max_concurrent_per_key > 0 else None))
+        generation_slots=FairQueue(settings.max_concurrent_per_key, settings.max_concurrent_generations,
+                                   settings.max_waiting_per_key, settings.max_generation_wait_s))
 
 
 def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:

@@ -66,22 +66,41 @@ step "tiny random-weight I2VGen-XL"
 "$PY" scripts/build_model.py 2>&1 | grep -v -e "torchvision" -e "deprecated" -e "Writing model shards" || true
 test -f models/tiny-i2vgen-xl/model_index.json
 
-if [[ "${1:-}" == "--dev" ]] && ! command -v redis-server >/dev/null; then
-  # The job tests run against a real redis-server (Debian's package).
-  step "installing redis-server (tests)"
-  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
-  # Wait for another apt (unattended upgrades, a parallel set-up) instead of failing at once.
-  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server >/dev/null
+if [[ "${1:-}" == "--dev" ]]; then
+  # What the tests run for real, from Debian (the tests start their own instances on loopback,
+  # never the system services): a command each package provides, and the package.
+  #   redis-server  the job store for replicas
+  #   chromium      browser tests through Playwright (`playwright install` would download a
+  #                 browser, which offline machines cannot)
+  #   prometheus    scrapes the gateway and Triton; haproxy balances two gateway replicas
+  #   ffprobe       decodes every output format with a decoder other than the one that wrote it
+  #   fonts         Chinese text in the web UI's screenshots
+  missing=()
+  for pair in redis-server:redis-server chromium:chromium prometheus:prometheus haproxy:haproxy \
+      ffprobe:ffmpeg; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+  done
+  [[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]] || missing+=(fonts-wqy-zenhei)
+  if (( ${#missing[@]} )); then
+    step "installing ${missing[*]} (tests)"
+    SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+    # Wait for another apt (unattended upgrades, a parallel set-up) instead of failing at once.
+    $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 
-if [[ "${1:-}" == "--dev" ]] && [[ ! -x /usr/bin/chromium ]]; then
-  # The browser tests drive Debian's chromium through Playwright (tests/support/browser.py);
-  # `playwright install` would download a browser, which offline machines cannot.
-  step "installing chromium (browser tests)"
-  SUDO=""; [[ "$(id -u)" != 0 ]] && SUDO="sudo"
-  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null
+if [[ "${1:-}" == "--dev" ]]; then
+  # The Node SDK's packages (typescript, openapi-typescript, standardwebhooks), from its lock file;
+  # its tests build it and run `node --test` against a real gateway.
+  if ! command -v npm >/dev/null; then
+    step "npm not found: skipping client/node (its tests are skipped; Node.js 20+ with npm runs them)"
+  elif [[ ! -d client/node/node_modules ]] || [[ client/node/package-lock.json -nt client/node/node_modules ]]; then
+    step "Node SDK packages (npm ci in client/node)"
+    (cd client/node && npm ci --no-audit --no-fund --loglevel=error)
+  else
+    step "Node SDK packages up to date"
+  fi
 fi
 
 step "set-up complete"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request, Response
 
 from gateway.edge.auth import Caller
+from gateway.edge.fair_queue import QueueRejected
 from gateway.edge.state import edge_services
-from gateway.errors import RateLimitedError
+from gateway.errors import InvalidFieldError, RateLimitedError
 from gateway.services import Services, services
 
 App = Annotated[Services, Depends(services)]
@@ -31,19 +33,46 @@ RateLimitedCaller = Annotated[str, Depends(rate_budget)]
 
 
 async def generation_quota(request: Request, caller: RateLimitedCaller) -> AsyncIterator[str]:
-    """One request from the caller's rate budget and one generation slot while it runs."""
-    slots = edge_services(request).generation_slots
-    if slots is None:
-        yield caller
-        return
-    with slots.slot(caller) as granted:
-        if not granted:
-            raise RateLimitedError(f"key '{caller}' already has {slots.limit} generations in flight; "
-                                   "wait for one to finish", {"Retry-After": "5"})
-        yield caller
+    """One request from the caller's rate budget and one generation slot while it runs: over the
+    key's cap the call waits its turn in the key's line (fair_queue.py); 429 only beyond that."""
+    try:
+        async with edge_services(request).generation_slots.slot(caller):
+            yield caller
+    except QueueRejected as exc:
+        raise RateLimitedError(exc.reason, {"Retry-After": str(exc.retry_after_s)}) from None
 
 
 Quota = Depends(generation_quota)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """Seconds in a duration such as '90', '90s', '1.5m', '1h30m' or '500ms' (Replicate's
+    Cancel-After form); ``InvalidFieldError`` otherwise."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            raise InvalidFieldError(f"Cancel-After must be a duration such as 90s, 5m or 1h30m, not {text!r}") \
+                from None
+        seconds = sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+    if not 0 < seconds <= 86400:  # NaN fails this too
+        raise InvalidFieldError("Cancel-After must be more than 0 s and at most 24 h")
+    return seconds
+
+
+def cancel_after(header: Annotated[str | None, Header(
+        alias="Cancel-After", description="Cancel the request this long after submission: '90s', '5m', '1h30m' "
+        "or seconds; the model stops within a denoising step.")] = None) -> float | None:
+    return None if header is None else parse_duration_s(header)
+
+
+CancelAfter = Annotated[float | None, Depends(cancel_after)]
 
 
 def base_url(request: Request, app: App) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gateway.api.deps import App, BaseUrl, RateLimitedCaller
+from gateway.api.deps import App, BaseUrl, CancelAfter, RateLimitedCaller
 from gateway.edge.auth import Caller
 from gateway.edge.signing import require_signature
 from gateway.errors import (
@@ -41,19 +41,19 @@ MAX_PREFER_WAIT_S = 60  # longer waits belong to the event stream, not to an ope
 @router.post("/jobs", status_code=202, response_model=JobResponse,
              responses=responses_for(MalformedBodyError, InvalidImageError, ConflictError, QueueFullError))
 async def submit_job(body: JobRequest, response: Response, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
-                     idempotency_key: Annotated[str | None, Header()] = None,
+                     cancel_after_s: CancelAfter, idempotency_key: Annotated[str | None, Header()] = None,
                      prefer: Annotated[str | None, Header(description="RFC 7240: 'wait=N' (seconds, at most "
                                                           f"{MAX_PREFER_WAIT_S}) answers the finished job (200) "
                                                           "if it ends in time")] = None) -> JobResponse:
     """Queue a video; poll the status URL, stream its events or give a callback_url. A repeat with
     the same Idempotency-Key and body returns the first job (200) instead of a new one. With
     ``Prefer: wait=N`` the answer waits up to N seconds: the ended job (200), else the queued one (202)."""
-    job, created = await app.jobs.submit(body, caller, base_url, idempotency_key)
+    job, created = await app.jobs.submit(body, caller, base_url, idempotency_key, cancel_after_s)
     wait_s = prefer_wait_s(prefer)
     if wait_s is not None:
         job = await app.jobs.wait(job, wait_s)
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-    view = app.views.job(job)
+    view = app.views.job(job, await app.jobs.place(job))
     response.status_code = 202 if created and not job.status.final else 200
     response.headers["Location"] = view.status_url
     return view
@@ -78,13 +78,17 @@ async def list_jobs(app: App, caller: Caller, offset: Annotated[int, Query(ge=0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobListResponse:
     """The caller's jobs, newest first."""
     page, next_offset = await app.jobs.list(caller, offset, limit)
-    return JobListResponse(jobs=[app.views.job(job) for job in page], next_offset=next_offset)
+    snapshot = await app.jobs.snapshot() if any(not job.status.final for job in page) else None
+    return JobListResponse(jobs=[app.views.job(job, snapshot.place(job) if snapshot else None) for job in page],
+                           next_offset=next_offset)
 
 
 @router.get("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))
 async def get_job(job_id: str, app: App, caller: Caller) -> JobResponse:
-    """Status, progress while running, the result when succeeded, the error when failed."""
-    return app.views.job(await app.jobs.get(job_id, caller))
+    """Status, queue position and ETA while waiting, progress and ETA while running, the result when
+    succeeded, the error when failed."""
+    job = await app.jobs.get(job_id, caller)
+    return app.views.job(job, await app.jobs.place(job))
 
 
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
@@ -93,9 +97,11 @@ async def get_job(job_id: str, app: App, caller: Caller) -> JobResponse:
                        **responses_for(NotFoundError)})
 async def job_events(job_id: str, app: App, caller: Caller,
                      last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
-    """Server-Sent Events of the job: queued, running (once per denoising step), then one of
-    succeeded, failed or cancelled, whose data holds the whole job; the stream ends there. Each
-    event has an id: reconnect with Last-Event-ID to resume after it."""
+    """Server-Sent Events of the job: queued (with queue_position and eta_s, again whenever they
+    move), running (once per denoising step, with eta_s), then one of succeeded, failed or
+    cancelled, whose data holds the whole job; the stream ends there. Each event has an id:
+    reconnect with Last-Event-ID to resume after it (a queued update repeats the id of the event
+    before it, so a resume never repeats a logged event)."""
     await app.jobs.get(job_id, caller)
     try:
         after = int(last_event_id or 0)
@@ -103,7 +109,7 @@ async def job_events(job_id: str, app: App, caller: Caller,
         raise InvalidFieldError("Last-Event-ID must be the id of an event of this stream") from None
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in app.jobs.events(job_id, after):
+        async for event in app.jobs.watch(job_id, after):
             data = event.model_dump(mode="json", exclude={"id", "type"}, exclude_none=True)
             if event.type in FINAL_TYPES:
                 data["job"] = app.views.job(await app.jobs.get(job_id, caller)).model_dump(mode="json")
@@ -126,10 +132,13 @@ async def cancel_job_post(job_id: str, app: App, caller: Caller) -> JobResponse:
 
 @router.post("/batch", status_code=202, response_model=BatchResponse,
              responses=responses_for(MalformedBodyError, QueueFullError))
-async def submit_batch(batch: BatchRequest, app: App, base_url: BaseUrl, caller: RateLimitedCaller) -> BatchResponse:
-    """Many jobs in one call: each item (over ``defaults``) becomes a job or carries its own error."""
-    outcomes = await app.jobs.submit_batch(batch, caller, base_url)
-    items = [BatchItemResult(index=o.index, job=None if o.job is None else app.views.job(o.job),
+async def submit_batch(batch: BatchRequest, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
+                       cancel_after_s: CancelAfter) -> BatchResponse:
+    """Many jobs in one call: each item (over ``defaults``) becomes a job or carries its own error.
+    A Cancel-After header applies to every item."""
+    outcomes = await app.jobs.submit_batch(batch, caller, base_url, cancel_after_s)
+    snapshot = await app.jobs.snapshot()
+    items = [BatchItemResult(index=o.index, job=None if o.job is None else app.views.job(o.job, snapshot.place(o.job)),
                              error=None if o.error is None else JobErrorView(status=o.error.status,
                                                                              message=o.error.message))
              for o in outcomes]

@@ -1,4 +1,4 @@
-"""Per-caller limits: a token bucket for request rate and a cap on generations in flight.
+"""Per-caller request rate: a token bucket per key (generation slots are ``fair_queue.py``).
 
 ``TokenBucketLimiter`` keeps buckets in memory, so each gateway process has its own budget;
 ``RedisTokenBucketLimiter`` keeps them in Redis, so replicas share one budget per key.
@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -99,25 +98,3 @@ class RedisTokenBucketLimiter:
         allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
         return _decision(bool(allowed), int(tokens_milli) / 1000, self.burst, self.rate)
 
-
-class ConcurrencyLimiter:
-    """At most ``limit`` holders per key at a time."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._active: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def slot(self, key: str) -> Iterator[bool]:
-        """Yields whether a slot was granted; a granted slot is released on exit."""
-        with self._lock:
-            granted = self._active.get(key, 0) < self.limit
-            if granted:
-                self._active[key] = self._active.get(key, 0) + 1
-        try:
-            yield granted
-        finally:
-            if granted:
-                with self._lock:
-                    self._active[key] -= 1

@@ -20,6 +20,9 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # When the request arrived, for deadlines counted from then (Cancel-After on a generate
+        # that first waited for a slot).
+        scope.setdefault("state", {})["received_at"] = time.monotonic()
         status = 500
 
         async def capture(message: Message) -> None:

@@ -8,7 +8,8 @@ from typing import Protocol
 from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
-from gateway.edge.rate_limit import ConcurrencyLimiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.fair_queue import FairQueue
+from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 
 
 class NonceStore(Protocol):
@@ -22,7 +23,7 @@ class EdgeServices:
     settings: Settings
     rate_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None
     nonces: NonceStore
-    generation_slots: ConcurrencyLimiter | None
+    generation_slots: FairQueue
 
 
 def edge_services(connection: HTTPConnection) -> EdgeServices:

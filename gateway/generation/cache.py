@@ -2,9 +2,10 @@
 
 Only seeded requests are cached: without a seed every call must give a new video. The key
 hashes everything that shapes the file (the fitted image, prompts, size, frames, steps,
-guidance, seed, fps and the model name). Cached files live in their own folder, not under
-the served outputs; a hit hard-links one into the outputs under a fresh random name, so each
-answer has its own URL and retention while the bytes are stored once.
+guidance, seed, fps, output format and the model name). Cached files (the video and its poster,
+``<key>.<suffix>``) live in their own folder, not under the served outputs; a hit hard-links them
+into the outputs under a fresh random name, so each answer has its own URLs and retention while
+the bytes are stored once.
 
 The index of entries sits behind ``CacheIndex``, which the job store implements (replicas on
 Redis share it); the dependency points down: jobs -> generation.
@@ -24,14 +25,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from gateway.generation.outputs import OutputStore
+from gateway.generation.outputs import OutputStore, poster_path
 from gateway.generation.results import VideoResult
 from gateway.generation.triton_inputs import VideoRequest
+from gateway.schemas import OutputFormat
 
 logger = logging.getLogger("gateway.cache")
 
 
-def cache_key(model: str, video: VideoRequest, fps: int) -> str | None:
+def cache_key(model: str, video: VideoRequest, fps: int, output_format: OutputFormat) -> str | None:
     """The key of a seeded request; None for unseeded ones, which are never cached."""
     if video.seed is None:
         return None
@@ -40,6 +42,8 @@ def cache_key(model: str, video: VideoRequest, fps: int) -> str | None:
         "negative_prompt": video.negative_prompt, "width": video.width, "height": video.height,
         "num_frames": video.num_frames, "steps": video.num_inference_steps,
         "guidance_scale": round(float(video.guidance_scale), 6), "seed": video.seed, "fps": fps,
+        # Entries made before formats existed hashed no format: they are never hit and age out.
+        "format": output_format.value,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
@@ -94,40 +98,56 @@ class ResultCache:
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
-    def _file(self, key: str) -> Path:
-        return self.directory / f"{key}.mp4"
+    def _file(self, key: str, output_name: str) -> Path:
+        """Where the cache keeps the output file ``output_name`` of entry ``key``: same suffix."""
+        return self.directory / f"{key}{Path(output_name).suffix}"
+
+    def _remove(self, key: str) -> None:
+        for path in self.directory.glob(f"{key}.*"):  # the video and its poster (keys are hex)
+            path.unlink(missing_ok=True)
 
     async def lookup(self, key: str) -> VideoResult | None:
-        """The cached video under a new output file name, or None on a miss."""
+        """The cached video and poster under a new output name, or None on a miss."""
         if not self.enabled:
             return None
         entry = await self.index.cache_get(key)
         if entry is None:
             return None
-        output = self.outputs.new_path()
+        output = self.outputs.new_path(Path(entry.video.video_file).suffix)
+        links = {entry.video.video_file: output}
+        poster = None
+        if entry.video.poster_file is not None:
+            poster = links[entry.video.poster_file] = poster_path(output)
         try:
-            await asyncio.to_thread(link_or_copy, self._file(key), output)
+            for name, target in links.items():
+                await asyncio.to_thread(link_or_copy, self._file(key, name), target)
         except FileNotFoundError:
-            await self.index.cache_drop(key)  # the file went (retention, a cleaned disk): a miss
+            for target in links.values():
+                target.unlink(missing_ok=True)
+            await self.index.cache_drop(key)  # a file went (retention, a cleaned disk): a miss
             return None
-        return entry.video.model_copy(update={"video_file": output.name, "cached": True})
+        return entry.video.model_copy(update={
+            "video_file": output.name, "poster_file": None if poster is None else poster.name, "cached": True})
 
     async def remember(self, key: str, video: VideoResult) -> None:
         if not self.enabled:
             return
-        path = self.outputs.directory / video.video_file
         try:
-            await asyncio.to_thread(link_or_copy, path, self._file(key))
+            size = 0
+            for name in video.files:
+                path = self.outputs.directory / name
+                await asyncio.to_thread(link_or_copy, path, self._file(key, name))
+                size += path.stat().st_size
             now = time.time()
-            entry = CacheEntry(key=key, video=video, size_bytes=path.stat().st_size, created_at=now, last_used=now)
+            entry = CacheEntry(key=key, video=video, size_bytes=size, created_at=now, last_used=now)
             for evicted in await self.index.cache_put(entry, self.max_bytes):
-                self._file(evicted).unlink(missing_ok=True)
+                self._remove(evicted)
         except OSError as exc:  # a cache that cannot write only costs speed
-            logger.warning("could not cache %s: %s", path.name, exc)
+            logger.warning("could not cache %s: %s", video.video_file, exc)
 
     async def expire(self, before: float) -> int:
         keys = await self.index.cache_older_than(before)
         for key in keys:
             await self.index.cache_drop(key)
-            self._file(key).unlink(missing_ok=True)
+            self._remove(key)
         return len(keys)

@@ -1,4 +1,6 @@
-"""Where generated videos live: unguessable names in one folder, served at ``/outputs/``."""
+"""Where generated videos live: unguessable names in one folder, served at ``/outputs/``.
+
+A video's poster shares its random name with another suffix (``abc.webm`` and ``abc.jpg``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,11 @@ import secrets
 from pathlib import Path
 
 URL_PREFIX = "outputs"
+POSTER_SUFFIX = ".jpg"
+
+
+def poster_path(video: Path) -> Path:
+    return video.with_suffix(POSTER_SUFFIX)
 
 
 class OutputStore:

@@ -1,27 +1,45 @@
-"""Generation as a service object: image in, MP4 out. Knows nothing of HTTP or of jobs."""
+"""Generation as a service object: image in, video (in the chosen format) and poster out. Knows
+nothing of HTTP or of jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 
+from gateway import metrics
 from gateway.config import Settings
 from gateway.errors import InvalidFieldError
 from gateway.generation.cache import ResultCache, cache_key
 from gateway.generation.images import ImageLimits, prepare_image
-from gateway.generation.outputs import OutputStore
+from gateway.generation.outputs import OutputStore, poster_path
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.generation.triton_client import TritonClient
 from gateway.generation.triton_inputs import VideoRequest
-from gateway.generation.video import encode_mp4
+from gateway.generation.video import ENCODERS, encode_video, write_poster
 from gateway.logs import prompt_for_log
 from gateway.schemas import GenerateRequest, VideoParams
 
 logger = logging.getLogger("gateway.generation")
+
+
+async def _written(writing: Awaitable[None], paths: list[Path]) -> None:
+    """Await files being written in a thread. A cancel (a job whose worker lost it) does not stop
+    the thread: wait for it, then remove the files, which nobody will point to."""
+    task = asyncio.ensure_future(writing)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -60,27 +78,36 @@ class GenerationService:
         """Check the prompts and the image; raises 400/413/422 ``ApiError``s."""
         self._check_prompts(body)
         width, height = body.resolution.size
-        # Image decoding and MP4 encoding are CPU work: keep them off the event loop.
+        # Image decoding and video encoding are CPU work: keep them off the event loop.
         image = await asyncio.to_thread(prepare_image, body.image_base64, width, height, body.fit, self.image_limits)
         return PreparedInput(image=image, width=width, height=height)
 
     async def render(self, prepared: PreparedInput, params: VideoParams, request_id: str = "",
                      timeout_s: float | None = None) -> VideoResult:
-        """The MP4 for a prepared input: from the cache for a seeded repeat, else from Triton."""
+        """The video and poster for a prepared input: from the cache for a seeded repeat, else from Triton."""
         started = time.perf_counter()
         video = video_request(prepared, params)
-        key = cache_key(self.settings.triton_model, video, params.fps) if self.cache is not None else None
+        output_format = params.output_format
+        key = None
+        if self.cache is not None:
+            key = cache_key(self.settings.triton_model, video, params.fps, output_format)
         if key is not None and self.cache is not None:
             hit = await self.cache.lookup(key)
+            metrics.count_cache_lookup(hit)
             if hit is not None:
                 logger.info("video %s: served from the cache", hit.video_file)
                 return hit.model_copy(update={"inference_time": time.perf_counter() - started})
         generated = await self.triton.generate(video, timeout_s=timeout_s, request_id=request_id)
-        path = self.outputs.new_path()
-        await asyncio.to_thread(encode_mp4, generated.frames, params.fps, path)
+        path = self.outputs.new_path(ENCODERS[output_format].suffix)
+        poster = poster_path(path)
+        encode = metrics.ENCODE_SECONDS.labels(format=output_format.value).time()(encode_video)  # timed for /metrics
+        def write_files() -> None:
+            encode(generated.frames, params.fps, output_format, path)
+            write_poster(generated.frames, poster)
+        await _written(asyncio.to_thread(write_files), [path, poster])
         result = VideoResult(video_file=path.name, seed=generated.seed, width=video.width, height=video.height,
-                             num_frames=video.num_frames, fps=params.fps,
-                             inference_time=time.perf_counter() - started)
+                             num_frames=video.num_frames, fps=params.fps, output_format=output_format,
+                             poster_file=poster.name, inference_time=time.perf_counter() - started)
         if key is not None and self.cache is not None:
             await self.cache.remember(key, result)
         logger.info("video %s: %dx%d, %d frames, %d steps in %.2f s, prompt %s", path.name, video.width,
@@ -93,11 +120,13 @@ class GenerationService:
         return self.triton.watch_progress(request_id)
 
     def discard(self, result: VideoResult) -> None:
-        """Remove a video nobody will point to (its job went to another worker)."""
-        (self.outputs.directory / result.video_file).unlink(missing_ok=True)
+        """Remove a video and its poster nobody will point to (its job went to another worker)."""
+        for name in result.files:
+            (self.outputs.directory / name).unlink(missing_ok=True)
 
+    @metrics.in_progress(metrics.SYNC_GENERATIONS_RUNNING)
     async def generate(self, body: GenerateRequest) -> VideoResult:
-        """Prepare the image, run the model (or hit the cache), encode the MP4; raises ``ApiError``s."""
+        """Prepare the image, run the model (or hit the cache), encode the video; raises ``ApiError``s."""
         started = time.perf_counter()
         prepared = await self.prepare(body)
         result = await self.render(prepared, body)

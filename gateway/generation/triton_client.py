@@ -12,6 +12,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from gateway import metrics
 from gateway.errors import (
     ApiError,
     InferenceTimeoutError,
@@ -24,6 +25,31 @@ from gateway.generation.progress import Progress
 from gateway.generation.triton_inputs import VideoRequest, build_inputs
 
 logger = logging.getLogger("gateway.triton")
+
+
+def channel_args() -> list[tuple[str, int]]:
+    """tritonclient's own channel options plus a short reconnect backoff.
+
+    gRPC's default backoff (1 s, x1.6 an attempt, up to 120 s) left the gateway refusing work for
+    10-20 s after a Triton that was away half a minute had come back, whenever something (a job,
+    a readiness probe) kept trying meanwhile. Capped at 1 s, a Triton that returns is used within
+    about a second; a connection attempt to a local or nearby Triton is cheap, so trying once a
+    second during an outage costs nothing that matters.
+    """
+    keepalive = grpcaio.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcaio.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcaio.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # The time one connection attempt may take (default 20 s): an attempt that hangs on a
+        # host that is down must not hold back the next one for long either.
+        ("grpc.min_reconnect_backoff_ms", 2000),
+    ]
 
 
 @dataclass(frozen=True)
@@ -57,7 +83,7 @@ class TritonClient:
         self.model = model
         self.timeout_s = timeout_s
         self.progress_model = progress_model
-        self._client = grpcaio.InferenceServerClient(url)
+        self._client = grpcaio.InferenceServerClient(url, channel_args=channel_args())
 
     async def readiness(self) -> tuple[bool, str]:
         """(ready, reason) for ``/readyz``."""
@@ -70,6 +96,7 @@ class TritonClient:
             return False, f"Triton at {self.url} is not reachable: {exc.message()}"
         return True, ""
 
+    @metrics.in_progress(metrics.GENERATIONS_IN_FLIGHT)
     async def generate(self, request: VideoRequest, timeout_s: float | None = None,
                        request_id: str = "") -> GeneratedFrames:
         """One video; raises an ``ApiError`` subclass on failure. Cancelling the awaiting
@@ -80,6 +107,7 @@ class TritonClient:
                                               client_timeout=timeout_s or self.timeout_s)
         except InferenceServerException as exc:
             error = map_triton_error(exc)
+            metrics.count_triton_error(exc.status())
             logger.warning("triton error %s: %s -> %d", exc.status(), exc.message(), error.status)
             raise error from None
         frames = result.as_numpy("FRAMES")

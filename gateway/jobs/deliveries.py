@@ -10,6 +10,7 @@ import time
 
 import httpx
 
+from gateway import metrics
 from gateway.config import Settings
 from gateway.errors import ApiError, InvalidFieldError
 from gateway.jobs.loops import Wake
@@ -17,6 +18,7 @@ from gateway.jobs.records import DeliveryAttempt, Job, WebhookState
 from gateway.jobs.store import JobStore
 from gateway.jobs.views import JobViews
 from gateway.jobs.webhooks import check_callback_url, deliver, sign_event
+from gateway.schemas import WebhookEvent
 
 logger = logging.getLogger("gateway.jobs")
 MAX_PARALLEL_DELIVERIES = 8
@@ -54,7 +56,8 @@ class WebhookDeliveries:
     def _claim(self, job: Job, now: float) -> Job | None:
         """Mark a due delivery as in progress, long enough for one attempt (a crash retries it)."""
         hook = job.webhook
-        if hook is None or hook.state not in (WebhookState.pending, WebhookState.delivering) \
+        if hook is None or hook.due_event() is None or hook.state not in (WebhookState.pending,
+                                                                          WebhookState.delivering) \
                 or (hook.next_at or 0) > now:
             return None
         claim_until = now + self.settings.webhook_timeout_s + 30
@@ -62,35 +65,55 @@ class WebhookDeliveries:
             "state": WebhookState.delivering, "next_at": claim_until})})
 
     async def deliver(self, job: Job) -> None:
-        if job.webhook is None:
+        hook = job.webhook
+        event = hook.due_event() if hook is not None else None
+        if hook is None or event is None:
             return
         secret = self.settings.webhook_secret
         try:
             if secret is None:  # a replica without the secret: record it rather than send unsigned
                 raise InvalidFieldError("webhooks are not configured on this gateway (I2V_WEBHOOK_SECRET)")
-            message = sign_event(secret.get_secret_value(), f"{job.id}_{job.status.value}", f"job.{job.status.value}",
+            message_id, event_type = message_names(job, event)
+            message = sign_event(secret.get_secret_value(), message_id, event_type,
                                  self.views.job(job).model_dump(mode="json"))
             # Checked again at delivery: the name may resolve elsewhere now (DNS rebinding).
-            await check_callback_url(job.webhook.url, self.settings.webhook_allow_private)
-            attempt = await deliver(self._http, job.webhook.url, message, self.settings.webhook_timeout_s)
+            await check_callback_url(hook.url, self.settings.webhook_allow_private)
+            attempt = await deliver(self._http, hook.url, message, self.settings.webhook_timeout_s)
         except ApiError as exc:
             attempt = DeliveryAttempt(at=time.time(), error=exc.message, duration_ms=0)
-        updated, _ = await self.store.mutate(job.id, lambda current: self._record(current, attempt))
+        attempt = attempt.model_copy(update={"event": event})
+        metrics.count_delivery(attempt.error)
+        updated, _ = await self.store.mutate(job.id, lambda current: self._record(current, attempt, event))
         if updated is not None and updated.webhook is not None:
-            logger.info("webhook for job %s: attempt %d %s", job.id, len(updated.webhook.attempts),
+            logger.info("webhook %s for job %s: attempt %d %s", event.value, job.id, updated.webhook.tries(event),
                         attempt.error or f"delivered ({attempt.status_code})")
 
-    def _record(self, job: Job, attempt: DeliveryAttempt) -> Job | None:
+    def _record(self, job: Job, attempt: DeliveryAttempt, event: WebhookEvent) -> Job | None:
         hook = job.webhook
         if hook is None:
             return None
+        hook = hook.model_copy(update={"attempts": [*hook.attempts, attempt]})
+        if hook.due_event() is not event or hook.state is not WebhookState.delivering:
+            # A newer message took this one's place while it was sent: that one is due now.
+            return job.model_copy(update={"webhook": hook})
         delays = self.settings.webhook_retry_delays_s
-        attempts = [*hook.attempts, attempt]
         if attempt.error is None:
-            state, next_at = WebhookState.delivered, None
-        elif len(attempts) > len(delays):
-            state, next_at = WebhookState.failed, None
+            state, next_at, due = WebhookState.delivered, None, None
+        elif event is WebhookEvent.progress:
+            state, next_at, due = WebhookState.pending, None, None  # not retried: the next step's replaces it
+        elif hook.tries(event) > len(delays):
+            state, next_at, due = WebhookState.failed, None, None
         else:
-            state, next_at = WebhookState.pending, time.time() + delays[len(attempts) - 1]
+            state, next_at, due = WebhookState.pending, time.time() + delays[hook.tries(event) - 1], event
         return job.model_copy(update={"webhook": hook.model_copy(update={
-            "state": state, "next_at": next_at, "attempts": attempts})})
+            "state": state, "next_at": next_at, "due": due})})
+
+
+def message_names(job: Job, event: WebhookEvent) -> tuple[str, str]:
+    """The Standard Webhooks message id (receivers deduplicate on it) and the event type."""
+    if event is WebhookEvent.start:
+        return f"{job.id}_start", "job.started"
+    if event is WebhookEvent.progress:
+        step = job.progress.step if job.progress is not None else 0
+        return f"{job.id}_progress_{step}", "job.progress"
+    return f"{job.id}_{job.status.value}", f"job.{job.status.value}"

@@ -1,10 +1,12 @@
-"""The lease reaper: jobs whose worker stopped renewing its lease (a killed gateway) move on."""
+"""The reaper: jobs whose worker stopped renewing its lease (a killed gateway) move on, and queued
+jobs whose caller's Cancel-After passed are cancelled without waiting for a free worker."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import math
 import time
 
 from gateway.config import Settings
@@ -29,16 +31,34 @@ class LeaseReaper:
             return None
         if job.status is JobStatus.cancelling:
             return job.cancel("cancelled by the caller; its gateway stopped while stopping it", now)
-        if job.attempts >= self.settings.job_max_attempts:
-            return job.fail(500, f"its gateway stopped while running it {job.attempts} times; giving up", now)
-        return job.requeue("queued again: its gateway stopped while running it", now=now)
+        lost = job.lost_workers + 1
+        if lost >= self.settings.job_max_attempts:
+            return job.model_copy(update={"lost_workers": lost}).fail(
+                500, f"its gateway stopped while running it {lost} times; giving up", now)
+        return job.requeue("queued again: its gateway stopped while running it", lost_worker=True, now=now)
+
+    @staticmethod
+    def cancel_overdue(job: Job, now: float) -> Job | None:
+        return job.cancel(job.deadline_message(), now) if job.status is JobStatus.queued \
+            and job.past_cancel_at(now) else None
 
     async def loop(self) -> None:
+        # No worker can renew a lease while the store is away, so a lease that lapsed then proves
+        # nothing: only one that lapsed with the store answering for a whole lease period does.
+        # A store error restarts this loop (loops.run_forever), and with it that period; the
+        # worker hands its job back itself meanwhile, without counting a lost worker.
+        answering_since = time.time()
         while True:
             now = time.time()
-            for job_id in await self.store.due("running", now):
+            reap = now - answering_since >= self.settings.job_lease_s
+            for job_id in await self.store.due("running", now) if reap else []:
                 job, changed = await self.store.mutate(job_id, functools.partial(self.expire, now=now))
                 if changed and job is not None:
                     logger.warning("job %s: lease of a stopped worker expired; now %s", job_id, job.status.value)
                     self.wake.set()
+            for queued in await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total):
+                if queued.past_cancel_at(now):
+                    _, changed = await self.store.mutate(queued.id, functools.partial(self.cancel_overdue, now=now))
+                    if changed:
+                        self.wake.set()  # its webhook is due
             await asyncio.sleep(self.interval_s)

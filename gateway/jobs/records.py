@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
-from gateway.schemas import JobStatus, VideoParams
+from gateway.schemas import JobStatus, VideoParams, WebhookEvent
 
 Q, R, C = JobStatus.queued, JobStatus.running, JobStatus.cancelling
 OK, FAILED, CANCELLED = JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled
@@ -47,6 +47,7 @@ class DeliveryAttempt(BaseModel):
     status_code: int | None = None
     error: str | None = None
     duration_ms: int
+    event: WebhookEvent | None = None  # None in records from before the event filter: completed
 
 
 class WebhookState(str, Enum):
@@ -56,11 +57,44 @@ class WebhookState(str, Enum):
     failed = "failed"
 
 
+PROGRESS_WEBHOOK_EVERY_S = 2.0  # progress messages are throttled to one per this many seconds
+
+
 class Webhook(BaseModel):
+    """The job's callback: which events it wants, the one message due now, and every attempt.
+
+    One message is due at a time; a newer one takes its place (the completed message any other),
+    since each carries the whole job as it is when sent. Only start and completed are retried."""
+
     url: str
-    state: WebhookState = WebhookState.pending
+    events: list[WebhookEvent] = Field(default_factory=lambda: [WebhookEvent.completed])
+    state: WebhookState = WebhookState.pending  # of the message due (or the last one sent)
+    due: WebhookEvent | None = None
     next_at: float | None = None
+    progress_at: float | None = None  # when the last progress message was made due
     attempts: list[DeliveryAttempt] = Field(default_factory=list)
+
+    def due_event(self) -> WebhookEvent | None:
+        """The event due now, if any (a record from before the filter: completed once scheduled)."""
+        if self.due is None and self.next_at is not None and self.state in (WebhookState.pending,
+                                                                             WebhookState.delivering):
+            return WebhookEvent.completed
+        return self.due
+
+    def make_due(self, event: WebhookEvent, now: float) -> Webhook:
+        update: dict[str, object] = {"due": event, "state": WebhookState.pending, "next_at": now}
+        if event is WebhookEvent.progress:
+            update["progress_at"] = now
+        return self.model_copy(update=update)
+
+    def wants_progress(self, now: float) -> bool:
+        """A progress message may be made due: asked for, nothing else waiting, and the throttle passed."""
+        return (WebhookEvent.progress in self.events and self.due_event() in (None, WebhookEvent.progress)
+                and self.state is not WebhookState.delivering
+                and (self.progress_at is None or now - self.progress_at >= PROGRESS_WEBHOOK_EVERY_S))
+
+    def tries(self, event: WebhookEvent) -> int:
+        return sum(1 for a in self.attempts if (a.event or WebhookEvent.completed) is event)
 
 
 class JobProgress(BaseModel):
@@ -78,11 +112,22 @@ class Job(BaseModel):
     height: int
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
-    started_at: float | None = None
+    started_at: float | None = None  # the first start
+    claimed_at: float | None = None  # the start of the current (or last) attempt
+    cancel_at: float | None = None  # the caller's deadline (Cancel-After): cancelled past it
     finished_at: float | None = None
     deadline_at: float
     run_after: float = Field(default_factory=time.time)
-    attempts: int = 0  # times a worker started it and was lost or finished
+    attempts: int = 0  # times a worker started it (waits for the model included)
+    # Starts lost to a worker (its gateway killed, its lease lapsed): ``job_max_attempts`` of
+    # these fail the job. Waiting for the model or the store never counts here.
+    lost_workers: int = 0
+    # The fencing token: one more on every claim. A worker writes only while the job carries the
+    # generation it claimed, so a stale worker (its lease lapsed, the job claimed again, even by
+    # another worker of the same gateway) can neither finish nor renew it.
+    generation: int = 0
+    model_waits: int = 0  # times it went back to wait for the model: its retry backoff grows with these
+    waiting_for_model: bool = False  # queued until the model is back (ModelWatch makes it due sooner)
     worker: str | None = None
     lease_until: float | None = None
     progress: JobProgress | None = None
@@ -102,19 +147,37 @@ class Job(BaseModel):
 
     def claim(self, worker: str, lease_s: float, now: float | None = None) -> Job:
         now = time.time() if now is None else now
+        webhook = self.webhook
+        if webhook is not None and WebhookEvent.start in webhook.events and self.started_at is None:
+            webhook = webhook.make_due(WebhookEvent.start, now)
         return self._to(R, now, worker=worker, lease_until=now + lease_s, attempts=self.attempts + 1,
-                        started_at=self.started_at or now, message="running", progress=None)
+                        generation=self.generation + 1, waiting_for_model=False,
+                        started_at=self.started_at or now, claimed_at=now, message="running", progress=None,
+                        webhook=webhook)
 
     def request_cancel(self, now: float | None = None) -> Job:
         return self._to(C, now, message="cancelling")
 
-    def requeue(self, reason: str, run_after: float | None = None, *, counts_as_attempt: bool = True,
+    def requeue(self, reason: str, run_after: float | None = None, *, lost_worker: bool = False,
                 now: float | None = None) -> Job:
-        """Back to the queue; ``counts_as_attempt`` False when the start was not the job's fault
-        nor a lost worker's (a clean shutdown), so it does not use up an attempt."""
+        """Back to the queue; ``lost_worker`` when its worker stopped renewing the lease (the one
+        kind of start that counts toward ``job_max_attempts``)."""
         now = time.time() if now is None else now
         return self._to(Q, now, run_after=now if run_after is None else run_after, worker=None, lease_until=None,
-                        attempts=self.attempts if counts_as_attempt else max(0, self.attempts - 1), message=reason)
+                        lost_workers=self.lost_workers + int(lost_worker), message=reason)
+
+    def wait_for_model(self, reason: str, run_after: float, now: float | None = None) -> Job:
+        """Back to the queue until the model is back: at ``run_after`` at the latest, sooner when
+        ``resume`` finds the model ready again."""
+        return self.requeue(f"waiting to retry: {reason}", run_after, now=now).model_copy(
+            update={"model_waits": self.model_waits + 1, "waiting_for_model": True})
+
+    def resume(self, now: float | None = None) -> Job | None:
+        """Due now, if it waits for the model to come back (no change of status, so no event)."""
+        now = time.time() if now is None else now
+        if self.status is not Q or not self.waiting_for_model or self.run_after <= now:
+            return None
+        return self.model_copy(update={"run_after": now})
 
     def succeed(self, result: VideoResult, now: float | None = None) -> Job:
         return self._end(OK, result.message, now, result=result)
@@ -127,22 +190,37 @@ class Job(BaseModel):
 
     def _end(self, status: JobStatus, message: str, now: float | None, **changes: object) -> Job:
         now = time.time() if now is None else now
-        webhook = self.webhook
-        if webhook is not None:
-            webhook = webhook.model_copy(update={"state": WebhookState.pending, "next_at": now})
+        webhook = self.webhook.make_due(WebhookEvent.completed, now) if self.webhook is not None else None
         return self._to(status, now, message=message, finished_at=now, worker=None, lease_until=None,
                         webhook=webhook, **changes)
 
+    # --- deadlines ---
+
+    def past_cancel_at(self, now: float | None = None) -> bool:
+        return self.cancel_at is not None and (time.time() if now is None else now) >= self.cancel_at
+
+    def deadline_message(self) -> str:
+        allowed = (self.cancel_at or self.created_at) - self.created_at
+        return f"cancelled: its Cancel-After deadline of {allowed:g} s passed{self.steps_note()}"
+
+    def steps_note(self) -> str:
+        if self.progress is None:
+            return " before it started" if self.status is Q else ""
+        return f" after {self.progress.step} of {self.progress.total} denoising steps"
+
     # --- leases and progress (no change of status) ---
 
-    def held_by(self, worker: str) -> bool:
-        return self.status in ACTIVE and self.worker == worker
+    def held_by(self, worker: str, generation: int) -> bool:
+        """Whether ``worker``'s claim number ``generation`` still holds the job (the fencing check)."""
+        return self.status in ACTIVE and self.worker == worker and self.generation == generation
 
     def renew(self, lease_s: float, progress: Progress | None = None, now: float | None = None) -> Job:
         now = time.time() if now is None else now
         update: dict[str, object] = {"lease_until": now + lease_s, "updated_at": now}
         if progress is not None and progress.started:
             update["progress"] = JobProgress(step=progress.step, total=progress.total)
+            if self.webhook is not None and self.webhook.wants_progress(now):
+                update["webhook"] = self.webhook.make_due(WebhookEvent.progress, now)
         return self.model_copy(update=update)
 
     def index_scores(self) -> dict[str, float | None]:
@@ -168,7 +246,9 @@ class JobEvent(BaseModel):
     at: float
     step: int | None = None
     total: int | None = None
+    eta_s: float | None = None  # running: seconds left at this step's pace
     message: str = ""
+    queue_position: int | None = None  # queued: not stored, filled in as the stream sends it
 
 
 def next_event(before: Job | None, after: Job) -> tuple[Job, JobEvent] | None:
@@ -180,9 +260,12 @@ def next_event(before: Job | None, after: Job) -> tuple[Job, JobEvent] | None:
         return None
     counted = after.model_copy(update={"events": (before.events if before else 0) + 1})
     progress = after.progress if after.status in ACTIVE else None
+    eta_s = None
+    if progress is not None and progress.step > 0 and after.claimed_at is not None:
+        eta_s = round((progress.total - progress.step) * (after.updated_at - after.claimed_at) / progress.step, 1)
     return counted, JobEvent(id=counted.events, type=after.status.value, at=after.updated_at,
                              step=progress.step if progress else None, total=progress.total if progress else None,
-                             message=after.message)
+                             eta_s=eta_s, message=after.message)
 
 
 class IdempotencyConflictError(Exception):

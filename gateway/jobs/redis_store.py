@@ -115,16 +115,31 @@ class RedisJobStore(JobStore):
         ids = await self._redis.zrangebyscore(self._key(index), "-inf", until, start=0, num=limit)
         return [_text(i) for i in ids]
 
+    async def jobs_in(self, index: str, until: float, limit: int) -> list[Job]:
+        return await self._jobs(await self.due(index, until, limit))
+
+    async def _jobs(self, ids: list[str]) -> list[Job]:
+        if not ids:
+            return []
+        raws = await self._redis.mget([self._key("job", job_id) for job_id in ids])
+        return [Job.model_validate_json(raw) for raw in raws if raw is not None]
+
     async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
         raws = await self._redis.lrange(self._key("events", job_id), after, after + limit - 1)
         return [JobEvent.model_validate_json(raw) for raw in raws]
 
     async def list_for_owner(self, owner: str, offset: int, limit: int) -> list[Job]:
         ids = await self._redis.zrevrange(self._key("owner", owner), offset, offset + limit - 1)
-        if not ids:
-            return []
-        raws = await self._redis.mget([self._key("job", _text(i)) for i in ids])
-        return [Job.model_validate_json(raw) for raw in raws if raw is not None]
+        return await self._jobs([_text(i) for i in ids])
+
+    async def record_turn(self, owner: str, at: float) -> None:
+        await self._redis.hset(self._key("turns"), owner, repr(at))
+
+    async def turns(self, owners: list[str]) -> dict[str, float]:
+        if not owners:
+            return {}
+        values = await self._redis.hmget(self._key("turns"), owners)
+        return {owner: float(value) for owner, value in zip(owners, values, strict=True) if value is not None}
 
     async def count_queued(self, owner: str | None = None) -> int:
         return int(await self._redis.zcard(self._key("queued") if owner is None else self._key("queued", owner)))

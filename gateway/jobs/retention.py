@@ -38,7 +38,7 @@ class Retention:
 
 def remove_files_older_than(directory: Path, cutoff: float) -> int:
     removed = 0
-    for path in directory.glob("*.mp4"):
+    for path in directory.glob("*.*"):  # videos of every format, their posters, stale partials
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_mtime < cutoff:
                 path.unlink()

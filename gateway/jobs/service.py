@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.generation.service import GenerationService
 from gateway.jobs.loops import Wake
+from gateway.jobs.queue import RUNNING_WINDOW, Place, QueueSnapshot
 from gateway.jobs.records import IdempotencyConflictError, Job, JobEvent, JobStatus, Webhook
 from gateway.jobs.store import IdempotencyKey, JobStore
 from gateway.jobs.webhooks import check_callback_url
@@ -35,6 +37,8 @@ logger = logging.getLogger("gateway.jobs")
 # stream held on one replica sees what a worker on another one recorded.
 EVENT_POLL_S = 0.25
 FINAL_TYPES = frozenset(status.value for status in JobStatus if status.final)
+PLACE_POLL_S = 1.0  # how often a waiting job's stream looks at its place in the queue
+ETA_MOVE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class JobService:
         self.store = store
         self.generation = generation
         self.wake = wake  # set on submit so a local worker starts at once
+        self._seconds_per_step: float | None = None
 
     async def store_readiness(self) -> str | None:
         """Why the job store is not usable, or None when it answers (``/readyz``)."""
@@ -62,15 +67,16 @@ class JobService:
             return f"the job store is not reachable: {type(exc).__name__}"
         return None
 
-    async def submit(self, body: JobRequest, owner: str, base_url: str,
-                     idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Validate everything a worker would trip on, then store the job; (job, created)."""
+    async def submit(self, body: JobRequest, owner: str, base_url: str, idempotency_key: str | None = None,
+                     cancel_after_s: float | None = None) -> tuple[Job, bool]:
+        """Validate everything a worker would trip on, then store the job; (job, created).
+        ``cancel_after_s`` (the Cancel-After header) and the body's field: the earlier deadline wins."""
         webhook = None
         if body.callback_url:
             if self.settings.webhook_secret is None:
                 raise InvalidFieldError("callback_url needs webhooks to be configured (I2V_WEBHOOK_SECRET)")
             url = await check_callback_url(body.callback_url, self.settings.webhook_allow_private)
-            webhook = Webhook(url=url)
+            webhook = Webhook(url=url, events=list(dict.fromkeys(body.webhook_events)))
         prepared = await self.generation.prepare(body)
         idempotency = None
         if idempotency_key:
@@ -82,9 +88,11 @@ class JobService:
             await self._check_queue(owner)
         now = time.time()
         params = VideoParams.model_validate(body.model_dump(include=set(VideoParams.model_fields)))
+        deadlines = [d for d in (body.cancel_after_s, cancel_after_s) if d is not None]
         job = Job(owner=owner, params=params, width=prepared.width, height=prepared.height, base_url=base_url,
                   webhook=webhook, created_at=now, updated_at=now, run_after=now,
-                  deadline_at=now + self.settings.job_deadline_s)
+                  deadline_at=now + self.settings.job_deadline_s,
+                  cancel_at=now + min(deadlines) if deadlines else None)
         try:
             stored, created = await self.store.insert(job, prepared.image, idempotency, self.settings.retention_s)
         except IdempotencyConflictError as exc:
@@ -111,7 +119,8 @@ class JobService:
         if await self.store.count_queued() - excluding >= self.settings.max_queued_total:
             raise QueueFullError("the job queue is full; retry later")
 
-    async def submit_batch(self, batch: BatchRequest, owner: str, base_url: str) -> list[BatchItemOutcome]:
+    async def submit_batch(self, batch: BatchRequest, owner: str, base_url: str,
+                           cancel_after_s: float | None = None) -> list[BatchItemOutcome]:
         """Each item is its own job; a bad item is reported alone and the others still run."""
         if len(batch.items) > self.settings.max_batch_items:
             raise InvalidFieldError(f"a batch holds at most {self.settings.max_batch_items} items, "
@@ -123,7 +132,7 @@ class JobService:
                 fields["callback_url"] = batch.callback_url
             try:
                 body = JobRequest.model_validate(fields)
-                job, _ = await self.submit(body, owner, base_url)
+                job, _ = await self.submit(body, owner, base_url, cancel_after_s=cancel_after_s)
             except ValidationError as exc:
                 results.append(BatchItemOutcome(index, error=InvalidFieldError(describe_validation(exc.errors()))))
             except ApiError as exc:
@@ -169,10 +178,22 @@ class JobService:
             await asyncio.wait_for(ended(), seconds)
         return await self.get(job.id, job.owner)
 
-    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
-        """The job's events with an id above ``after``, as they are recorded, up to its final one.
-        Ends at once when the job has already ended at or before ``after`` (a resume after the
-        final event, a wait on an ended job): no later event could ever end it."""
+    async def place(self, job: Job) -> Place:
+        """The job's place in the queue and its estimated seconds to the end (queue.py)."""
+        return Place() if job.status.final else (await self.snapshot()).place(job)
+
+    async def snapshot(self) -> QueueSnapshot:
+        queued = await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total)
+        running = await self.store.jobs_in("running", math.inf, RUNNING_WINDOW)
+        turns = await self.store.turns(sorted({job.owner for job in queued}))
+        snapshot = QueueSnapshot(queued, running, self._seconds_per_step, turns)
+        self._seconds_per_step = snapshot.s_per_step  # remembered for when nothing runs
+        return snapshot
+
+    async def _poll(self, job_id: str, after: int) -> AsyncIterator[JobEvent | None]:
+        """The job's events after ``after`` as they are recorded, up to its final one, and None
+        at each look that found nothing new. Ends at once when the job already ended at or before
+        ``after`` (a resume after the final event, a wait on an ended job)."""
         checked_end = False
         while True:
             events = await self.store.events_after(job_id, after)
@@ -186,4 +207,45 @@ class JobService:
                 after = event.id
                 if event.type in FINAL_TYPES:
                     return
+            if not events:
+                yield None
             await asyncio.sleep(EVENT_POLL_S)
+
+    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
+        """The job's events with an id above ``after``, as they are recorded, up to its final one."""
+        async for event in self._poll(job_id, after):
+            if event is not None:
+                yield event
+
+    async def watch(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
+        """``events`` for a status stream: while the job waits, each queued event carries its place,
+        and a new queued event (with the id of the last one logged) follows when the place moves."""
+        last_id, sent, looked = after, Place(), 0.0
+        async for event in self._poll(job_id, after):
+            if event is not None:
+                last_id = event.id
+            if event is not None and event.type != JobStatus.queued.value:
+                yield event
+                continue
+            if event is None and time.monotonic() - looked < PLACE_POLL_S:
+                continue
+            looked = time.monotonic()
+            job = await self.store.get(job_id)
+            if job is None or job.status is not JobStatus.queued:
+                if event is not None:
+                    yield event
+                continue
+            place = await self.place(job)
+            if event is None and not _moved(sent, place):
+                continue
+            sent = place
+            base = event or JobEvent(id=last_id, type=JobStatus.queued.value, at=job.updated_at, message=job.message)
+            yield base.model_copy(update={"queue_position": place.queue_position, "eta_s": place.eta_s})
+
+
+def _moved(before: Place, after: Place) -> bool:
+    """Whether a waiting client should hear of the new place: another position, or an ETA that
+    changed by more than a few seconds (it drifts a little at every look)."""
+    if before.queue_position != after.queue_position or (before.eta_s is None) != (after.eta_s is None):
+        return True
+    return before.eta_s is not None and after.eta_s is not None and abs(before.eta_s - after.eta_s) >= ETA_MOVE_S

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS inputs (id TEXT PRIMARY KEY, image BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     owner TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL, job_id TEXT NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (owner, key));
+CREATE TABLE IF NOT EXISTS turns (owner TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY, doc TEXT NOT NULL, size_bytes INTEGER NOT NULL, created_at REAL NOT NULL,
     last_used REAL NOT NULL);
@@ -127,6 +128,14 @@ class SQLiteJobStore(JobStore):
             (until, limit)).fetchall())
         return [row[0] for row in rows]
 
+    async def jobs_in(self, index: str, until: float, limit: int) -> list[Job]:
+        if index not in INDEXES:
+            raise ValueError(index)
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT doc FROM jobs WHERE {index}_at IS NOT NULL AND {index}_at <= ? ORDER BY {index}_at LIMIT ?",
+            (until, limit)).fetchall())
+        return [Job.model_validate_json(row[0]) for row in rows]
+
     async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
         rows = await self._run(lambda db: db.execute(
             "SELECT doc FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
@@ -138,6 +147,17 @@ class SQLiteJobStore(JobStore):
             "SELECT doc FROM jobs WHERE owner = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
             (owner, limit, offset)).fetchall())
         return [Job.model_validate_json(row[0]) for row in rows]
+
+    async def record_turn(self, owner: str, at: float) -> None:
+        await self._run(lambda db: db.execute("INSERT OR REPLACE INTO turns VALUES (?, ?)", (owner, at)))
+
+    async def turns(self, owners: list[str]) -> dict[str, float]:
+        if not owners:
+            return {}
+        marks = ", ".join("?" for _ in owners)
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT owner, at FROM turns WHERE owner IN ({marks})", owners).fetchall())
+        return {owner: at for owner, at in rows}
 
     async def count_queued(self, owner: str | None = None) -> int:
         args: tuple[Any, ...] = ()

@@ -47,6 +47,18 @@ class JobStore(CacheIndex):
         """Ids in ``index`` (see ``INDEXES``) with a score at or below ``until``, lowest first."""
 
     @abstractmethod
+    async def jobs_in(self, index: str, until: float, limit: int) -> list[Job]:
+        """The jobs ``due`` would name, read in one go (the queue order and ETAs need them all)."""
+
+    @abstractmethod
+    async def record_turn(self, owner: str, at: float) -> None:
+        """Note that a worker just started one of ``owner``'s jobs (queue.py serves keys in turn)."""
+
+    @abstractmethod
+    async def turns(self, owners: list[str]) -> dict[str, float]:
+        """When each of ``owners`` last had a job started; owners never served are left out."""
+
+    @abstractmethod
     async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
         """The job's events with an id above ``after``, oldest first (``next_event`` makes them)."""
 

@@ -25,7 +25,7 @@ def limited(start_gateway, tmp_path_factory):
     keys_file.write_text(f"# named keys\nbob={BOB}\n")
     return start_gateway({"I2V_API_KEYS": f"alice={ALICE}", "I2V_API_KEYS_FILE": str(keys_file),
                           "I2V_RATE_LIMIT_PER_MINUTE": "3", "I2V_RATE_LIMIT_BURST": "3",
-                          "I2V_MAX_CONCURRENT_PER_KEY": "1"})
+                          "I2V_MAX_CONCURRENT_PER_KEY": "1", "I2V_MAX_WAITING_PER_KEY": "0"})
 
 
 def post(gateway, key: str | None, **overrides) -> httpx.Response:
@@ -45,13 +45,13 @@ def test_burst_beyond_the_limit_gets_429_and_other_keys_are_unaffected(limited) 
     assert post(limited, BOB).status_code == 200  # a key from the keys file, with its own budget
 
 
-def test_concurrent_generations_per_key_are_capped(limited) -> None:
+def test_a_key_over_its_cap_with_a_full_line_gets_429(limited) -> None:
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda seed: post(limited, BOB, steps=40, seed=seed), (1, 2)))
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200, 429], [a.text for a in answers]
     refused = next(a for a in answers if a.status_code == 429)
-    assert "generations in flight" in refused.json()["message"] and refused.headers["Retry-After"]
+    assert "1 generations running and 0 waiting" in refused.json()["message"] and refused.headers["Retry-After"]
 
 
 def test_failed_logins_are_limited_per_address(limited) -> None:

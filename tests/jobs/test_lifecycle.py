@@ -93,6 +93,7 @@ def test_every_legal_move(source: JobStatus, target: JobStatus, webhook: bool) -
     if target is JobStatus.running:
         assert (after.worker, after.lease_until) == ("w1", NOW + LEASE_S)
         assert after.attempts == before.attempts + 1
+        assert after.generation == before.generation + 1  # the fencing token moves on every claim
         assert after.started_at == (before.started_at or NOW)  # a second start keeps the first
         assert (after.message, after.progress) == ("running", None)
     elif target is JobStatus.cancelling:
@@ -102,6 +103,7 @@ def test_every_legal_move(source: JobStatus, target: JobStatus, webhook: bool) -
     elif target is JobStatus.queued:
         assert (after.worker, after.lease_until) == (None, None)
         assert (after.run_after, after.attempts, after.message) == (NOW, before.attempts, "queued again")
+        assert (after.lost_workers, after.generation) == (before.lost_workers, before.generation)
         assert after.finished_at is None
     else:  # an end
         assert target.final
@@ -127,15 +129,37 @@ def test_every_illegal_move_raises(source: JobStatus, target: JobStatus) -> None
     assert job.status is source
 
 
-def test_requeue_sets_run_after_and_can_give_the_attempt_back() -> None:
+def test_requeue_sets_run_after_and_counts_lost_workers_only() -> None:
     running = reach(JobStatus.running)
-    assert running.attempts == 1
+    assert (running.attempts, running.lost_workers) == (1, 0)
     later = running.requeue("waiting to retry", run_after=NOW + 8, now=NOW)
-    assert (later.run_after, later.attempts, later.worker, later.lease_until) == (NOW + 8, 1, None, None)
-    # A clean shutdown was not the job's fault: the start does not use up an attempt.
-    released = running.requeue("its gateway stopped", counts_as_attempt=False, now=NOW)
-    assert (released.status, released.attempts, released.run_after) == (JobStatus.queued, 0, NOW)
-    assert released.claim("w2", LEASE_S, now=NOW).attempts == 1
+    assert (later.run_after, later.attempts, later.lost_workers, later.worker, later.lease_until) == (
+        NOW + 8, 1, 0, None, None)
+    lost = running.requeue("its gateway stopped", lost_worker=True, now=NOW)
+    assert (lost.status, lost.attempts, lost.lost_workers, lost.run_after) == (JobStatus.queued, 1, 1, NOW)
+    again = lost.claim("w2", LEASE_S, now=NOW)
+    assert (again.attempts, again.lost_workers, again.generation) == (2, 1, 2)
+
+
+def test_waiting_for_the_model_uses_no_attempt_and_resumes_early() -> None:
+    running = reach(JobStatus.running)
+    waiting = running.wait_for_model("the model is not ready", NOW + 30, now=NOW)
+    assert waiting.status is JobStatus.queued and waiting.message == "waiting to retry: the model is not ready"
+    assert (waiting.run_after, waiting.model_waits, waiting.waiting_for_model) == (NOW + 30, 1, True)
+    assert (waiting.attempts, waiting.lost_workers) == (1, 0)
+    resumed = waiting.resume(now=NOW + 2)
+    assert resumed is not None and (resumed.status, resumed.run_after) == (JobStatus.queued, NOW + 2)
+    assert resumed.resume(now=NOW + 3) is None  # already due
+    assert new_job().model_copy(update={"run_after": NOW + 30}).resume(now=NOW) is None  # not waiting for the model
+    assert running.resume(now=NOW) is None  # only a queued job
+    restarted = resumed.claim("w2", LEASE_S, now=NOW + 2)
+    assert (restarted.waiting_for_model, restarted.model_waits, restarted.attempts) == (False, 1, 2)
+
+
+def test_records_from_before_the_fencing_token_load() -> None:
+    old = new_job().model_dump(exclude={"lost_workers", "generation", "model_waits", "waiting_for_model"})
+    loaded = Job.model_validate(old)
+    assert (loaded.lost_workers, loaded.generation, loaded.model_waits, loaded.waiting_for_model) == (0, 0, 0, False)
 
 
 def test_a_new_start_clears_the_last_progress_and_ends_keep_it() -> None:
@@ -159,8 +183,19 @@ def test_renew_moves_the_lease_and_records_started_progress_only() -> None:
 @pytest.mark.parametrize("status", list(JobStatus), ids=[s.value for s in JobStatus])
 def test_held_by(status: JobStatus) -> None:
     job = reach(status)
-    assert job.held_by("w1") is (status in ACTIVE)
-    assert job.held_by("w2") is False
+    generation = 1 if status is not JobStatus.queued else 0
+    assert job.held_by("w1", generation) is (status in ACTIVE)
+    assert job.held_by("w2", generation) is False
+
+
+def test_held_by_is_fenced_by_the_claim() -> None:
+    """A worker whose lease lapsed and whose job was claimed again, even under the same worker id
+    (the workers of one gateway share it), no longer holds the job: none of its writes apply."""
+    first = reach(JobStatus.running)
+    again = first.requeue("lease lapsed", lost_worker=True, now=NOW).claim("w1", LEASE_S, now=NOW)
+    assert again.held_by("w1", again.generation) and again.generation == first.generation + 1
+    assert not again.held_by("w1", first.generation)
+    assert not again.request_cancel(now=NOW).held_by("w1", first.generation)
 
 
 @pytest.mark.parametrize("status", list(JobStatus), ids=[s.value for s in JobStatus])
@@ -199,12 +234,13 @@ def reaper() -> LeaseReaper:
 
 
 def started(times: int) -> Job:
-    """A running job on its ``times``-th start, its lease ending at CREATED + 1 + LEASE_S."""
+    """A running job on its ``times``-th start, each earlier one lost to a worker, its lease
+    ending at CREATED + 1 + LEASE_S."""
     job = new_job()
     for _ in range(times - 1):
-        job = job.claim("lost", LEASE_S, now=CREATED + 1).requeue("again", now=CREATED + 1)
+        job = job.claim("lost", LEASE_S, now=CREATED + 1).requeue("again", lost_worker=True, now=CREATED + 1)
     job = job.claim("w1", LEASE_S, now=CREATED + 1)
-    assert job.attempts == times
+    assert job.attempts == times and job.lost_workers == times - 1
     return job
 
 
@@ -216,6 +252,7 @@ def test_reaper_requeues_a_running_job_with_a_lapsed_lease(reaper: LeaseReaper) 
         expired = reaper.expire(started(times), LAPSED)
         assert expired is not None and expired.status is JobStatus.queued
         assert (expired.worker, expired.lease_until, expired.attempts) == (None, None, times)
+        assert expired.lost_workers == times
         assert expired.run_after == LAPSED and "stopped" in expired.message
 
 
@@ -223,7 +260,19 @@ def test_reaper_fails_a_job_at_its_last_attempt(reaper: LeaseReaper) -> None:
     expired = reaper.expire(started(MAX_ATTEMPTS), LAPSED)
     assert expired is not None and expired.status is JobStatus.failed
     assert (expired.error_status, expired.finished_at, expired.worker) == (500, LAPSED, None)
-    assert f"{MAX_ATTEMPTS} times" in expired.message
+    assert f"{MAX_ATTEMPTS} times" in expired.message and expired.lost_workers == MAX_ATTEMPTS
+
+
+def test_reaper_counts_lost_workers_not_waits_for_the_model(reaper: LeaseReaper) -> None:
+    """Many starts that ended waiting for the model (Triton away) and one lost worker: the job goes
+    back to the queue, it is not failed for "stopping" more often than it did."""
+    job = new_job()
+    for _ in range(5):
+        job = job.claim("w1", LEASE_S, now=CREATED + 1).wait_for_model("Triton away", CREATED + 1, now=CREATED + 1)
+    job = job.claim("w1", LEASE_S, now=CREATED + 1)
+    expired = reaper.expire(job, LAPSED)
+    assert expired is not None and expired.status is JobStatus.queued, expired
+    assert (expired.attempts, expired.lost_workers) == (6, 1)
 
 
 def test_reaper_cancels_a_cancelling_job_with_a_lapsed_lease(reaper: LeaseReaper) -> None:

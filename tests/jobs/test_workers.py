@@ -1,10 +1,11 @@
 """JobWorker against a fake renderer and a real SQLite store: success, model errors, cancel,
-lease loss, shutdown and progress off. The fake is driven by events, so nothing here waits on
+lease loss, fencing, store outages, shutdown and progress off. The fake is driven by events, so nothing here waits on
 a clock but the worker's own heartbeat (1 s); every wait has a generous bound."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from gateway.generation.results import VideoResult
 from gateway.generation.service import PreparedInput
 from gateway.jobs import workers
 from gateway.jobs.loops import Wake
+from gateway.jobs.model_watch import ModelWatch
 from gateway.jobs.records import Job, JobProgress
 from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.jobs.workers import JobWorker
@@ -83,6 +85,22 @@ class FakeRenderer:
         self.discarded.append(result)
 
 
+class FlakyStore(SQLiteJobStore):
+    """The SQLite store, whose writes fail while ``away`` is set (as a store outage does);
+    ``failed`` is set at each failed write."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.away = False
+        self.failed = asyncio.Event()
+
+    async def mutate(self, job_id, change):  # type: ignore[no-untyped-def] - the parent's signature
+        if self.away:
+            self.failed.set()
+            raise sqlite3.OperationalError("the store is away (test)")
+        return await super().mutate(job_id, change)
+
+
 Scenario = Callable[[SQLiteJobStore, Callable[[FakeRenderer], JobWorker]], Awaitable[None]]
 
 
@@ -94,7 +112,7 @@ def run(tmp_path: Path) -> Callable[[Scenario], None]:
 
     def run_scenario(scenario: Scenario) -> None:
         async def main() -> None:
-            store = SQLiteJobStore(settings.jobs_db)
+            store = FlakyStore(settings.jobs_db)
 
             def worker(renderer: FakeRenderer) -> JobWorker:
                 made = JobWorker(settings, store, renderer, "w1", Wake())
@@ -145,7 +163,7 @@ def test_claim_takes_due_queued_jobs_only(run) -> None:
         assert await w.claim() is None  # waiting to retry: not yet
         await store.mutate(job.id, lambda j: j.model_copy(update={"run_after": time.time() - 1}))
         got = await w.claim()
-        assert got is not None and got.id == job.id and got.held_by("w1") and got.attempts == 1
+        assert got is not None and got.id == job.id and got.held_by("w1", 1) and got.attempts == 1
         assert got.lease_until is not None and got.lease_until > time.time()
         assert await stored(store, job.id) == got
         assert await w.claim() is None  # held now
@@ -212,6 +230,7 @@ def test_an_unavailable_model_puts_the_job_back_to_wait(run) -> None:
         assert waiting.message == "waiting to retry: the model is not ready"
         assert waiting.run_after > before and waiting.run_after > time.time()
         assert (waiting.worker, waiting.lease_until, waiting.finished_at, waiting.attempts) == (None, None, None, 1)
+        assert (waiting.waiting_for_model, waiting.model_waits, waiting.lost_workers) == (True, 1, 0)
         assert await store.load_input(job.id) == IMAGE  # it runs again: the input stays
         assert await w.claim() is None  # not before its run_after
     run(scenario)
@@ -260,7 +279,7 @@ def test_a_lost_lease_stops_the_render_and_leaves_the_job_to_its_new_worker(run)
         await running  # the next heartbeat finds the job held by another worker
         assert fake.render_cancelled.is_set() and fake.progress_closed.is_set()
         assert await store.get(job.id) == taken  # not finished, not renewed: "other" owns it
-        assert taken is not None and taken.held_by("other") and taken.attempts == 2
+        assert taken is not None and taken.held_by("other", 2) and taken.attempts == 2
         assert await store.load_input(job.id) == IMAGE  # the new worker needs the input
         assert fake.returned == [] and fake.discarded == []
     run(scenario)
@@ -317,7 +336,7 @@ def test_shutdown_puts_the_job_back_without_using_an_attempt(run) -> None:
             await running
         await fake.render_cancelled.wait()
         back = await stored(store, job.id)
-        assert back.status is JobStatus.queued and back.attempts == 0
+        assert back.status is JobStatus.queued and (back.attempts, back.lost_workers) == (1, 0)
         assert (back.worker, back.lease_until, back.message) == (None, None, "queued again: its gateway stopped")
         assert await store.load_input(job.id) == IMAGE
     run(scenario)
@@ -370,4 +389,101 @@ def test_a_cached_video_does_not_wait_for_steps_that_never_come(run, monkeypatch
         await w.run(job)
         done = await stored(store, job.id)
         assert done.status is JobStatus.succeeded and done.result is not None and done.result.cached
+    run(scenario)
+
+
+def test_a_stale_claim_of_the_same_worker_id_cannot_finish_the_job(run) -> None:
+    """The workers of one gateway share an id: the fencing token, not the id, tells a stale claim
+    (its lease lapsed, the job claimed again) from the live one. The stale one's video is discarded."""
+    async def scenario(store: SQLiteJobStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        fake = FakeRenderer(ack=False)
+        w = worker(fake)
+        job = await claimed(store, w)
+        again, _ = await store.mutate(job.id, lambda j: j.requeue("lapsed", lost_worker=True).claim("w1", 30))
+        assert again is not None and again.held_by("w1", again.generation) and again.generation == 2
+        await w.run(job)  # the stale claim (generation 1) runs to the end
+        assert await store.get(job.id) == again  # neither finished nor renewed by the stale claim
+        assert fake.returned == [RESULT] and fake.discarded == [RESULT]
+    run(scenario)
+
+
+def test_a_store_outage_longer_than_the_lease_cancels_the_render_and_hands_the_job_back(run) -> None:
+    async def scenario(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        fake = FakeRenderer(steps=1, hold_progress=True, block=True)
+        w = worker(fake)
+        job = await claimed(store, w)
+        running = asyncio.create_task(w.run(job))
+        await fake.render_started.wait()
+        store.away = True
+        # Renewals fail until the lease is nearly over; then the render is stopped, not abandoned.
+        await fake.render_cancelled.wait()
+        assert not running.done()  # it waits for the store to hand the job back
+        store.away = False
+        await running
+        back = await stored(store, job.id)
+        assert back.status is JobStatus.queued and back.message == "queued again: the job store was away"
+        assert (back.attempts, back.lost_workers, back.worker) == (1, 0, None)  # no lost worker counted
+        assert fake.returned == [] and fake.discarded == [] and fake.progress_closed.is_set()
+        assert await store.load_input(job.id) == IMAGE
+    run(scenario)
+
+
+def test_a_store_outage_within_the_lease_does_not_stop_the_render(run) -> None:
+    async def scenario(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        fake = FakeRenderer(steps=1, hold_progress=True, block=True)
+        w = worker(fake)
+        job = await claimed(store, w)
+        running = asyncio.create_task(w.run(job))
+        await fake.render_started.wait()
+        store.away = True
+        await store.failed.wait()  # one renewal failed
+        store.away = False
+        fake.release.set()
+        await running
+        done = await stored(store, job.id)
+        assert done.status is JobStatus.succeeded and done.result == RESULT
+        assert not fake.render_cancelled.is_set() and fake.discarded == []
+    run(scenario)
+
+
+def test_a_video_made_while_the_store_is_away_is_recorded_when_it_returns(run) -> None:
+    async def scenario(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        async def store_goes_away() -> None:
+            store.away = True
+        fake = FakeRenderer(ack=False, before_return=store_goes_away)
+        w = worker(fake)
+        job = await claimed(store, w)
+        running = asyncio.create_task(w.run(job))
+        await store.failed.wait()  # the first write after the video failed
+        store.away = False
+        await running
+        done = await stored(store, job.id)
+        assert done.status is JobStatus.succeeded and done.result == RESULT and fake.discarded == []
+    run(scenario)
+
+
+def test_the_model_watch_resumes_waiting_jobs_once_the_model_is_ready(run) -> None:
+    async def scenario(store: SQLiteJobStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        w = worker(FakeRenderer(error=ModelUnavailableError("Triton is away")))
+        job = await claimed(store, w)
+        await w.run(job)
+        waiting = await stored(store, job.id)
+        assert waiting.waiting_for_model and waiting.run_after > time.time()
+        ready = False
+
+        async def model_ready() -> bool:
+            return ready
+        wake = Wake()
+        watch = ModelWatch(w.settings, store, model_ready, wake)
+        assert await watch.resume_waiting() == 0  # the model is still away: the backoff stands
+        assert (await stored(store, job.id)).run_after == waiting.run_after
+        ready = True
+        assert await watch.resume_waiting() == 1
+        resumed = await stored(store, job.id)
+        assert resumed.status is JobStatus.queued and resumed.run_after <= time.time()
+        assert resumed.events == waiting.events  # no event: nothing a caller sees moved
+        assert wake._event.is_set()  # a worker starts it at once
+        again = await w.claim()
+        assert again is not None and again.id == job.id and (again.attempts, again.lost_workers) == (2, 0)
+        assert await watch.resume_waiting() == 0
     run(scenario)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -60,3 +61,14 @@ class WebhookReceiver:
                     return list(self.deliveries)
             time.sleep(0.1)
         raise TimeoutError(f"{len(self.deliveries)} of {count} webhook deliveries after {timeout} s")
+
+    def wait_for_type(self, event_type: str, timeout: float = 120) -> list[Delivery]:
+        """Every delivery up to and including the first whose body's type is ``event_type``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for index, delivery in enumerate(self.deliveries):
+                    if json.loads(delivery.body).get("type") == event_type:
+                        return self.deliveries[:index + 1]
+            time.sleep(0.1)
+        raise TimeoutError(f"no {event_type} webhook within {timeout} s; got {len(self.deliveries)} deliveries")
