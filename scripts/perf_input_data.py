@@ -27,7 +27,7 @@ def bytes_element_b64(data: bytes) -> str:
 
 
 def input_data(image: bytes, prompt: str, *, frames: int, steps: int, guidance: float, height: int, width: int,
-               seed: int | None, negative_prompt: str | None) -> dict:
+               seed: int | None, negative_prompt: str | None, step_cache_interval: int | None = None) -> dict:
     """One request's tensors, without the batch dimension (perf_analyzer adds it with ``-b``)."""
     request: dict = {
         "IMAGE": {"b64": bytes_element_b64(image)},
@@ -42,6 +42,8 @@ def input_data(image: bytes, prompt: str, *, frames: int, steps: int, guidance: 
         request["NEGATIVE_PROMPT"] = [negative_prompt]
     if seed is not None:
         request["SEED"] = [seed]
+    if step_cache_interval is not None:
+        request["STEP_CACHE_INTERVAL"] = [step_cache_interval]
     return {"data": [request]}
 
 
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--guidance", type=float, default=9.0)
     parser.add_argument("--seed", type=int, default=1, help="fixed seed; -1 leaves SEED out (the model picks one)")
+    parser.add_argument("--step-cache-interval", type=int,
+                        help="DeepCache-style step caching: deep UNet features every N steps (omitted: the config's)")
     parser.add_argument("-o", "--output", type=Path, help="the JSON file (default: standard output)")
     args = parser.parse_args(argv)
 
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         image = noise_png(args.width, args.height)
     data = input_data(image, args.prompt, frames=args.frames, steps=args.steps, guidance=args.guidance,
                       height=args.height, width=args.width, seed=None if args.seed < 0 else args.seed,
-                      negative_prompt=args.negative_prompt)
+                      negative_prompt=args.negative_prompt, step_cache_interval=args.step_cache_interval)
     text = json.dumps(data, indent=1) + "\n"
     if args.output is None:
         sys.stdout.write(text)

@@ -28,11 +28,12 @@ def write(tmp_path: Path, *args: str) -> dict:
 
 
 def test_every_input_with_its_type_and_the_image_length_prefixed(tmp_path: Path) -> None:
-    assert len(INPUTS) == 9, INPUTS
+    assert len(INPUTS) == 10, INPUTS
     image = b"\xff\xd8\xff\xe0 not really a JPEG"
     (tmp_path / "photo.jpg").write_bytes(image)
     request = write(tmp_path, "--image", str(tmp_path / "photo.jpg"), "--negative-prompt", "blurry",
-                    "--height", "256", "--width", "320", "--frames", "8", "--steps", "4", "--seed", "7")
+                    "--height", "256", "--width", "320", "--frames", "8", "--steps", "4", "--seed", "7",
+                    "--step-cache-interval", "2")
     assert set(request) == set(INPUTS)
     # The b64 value is the BYTES tensor on the wire: 4-byte little-endian length, then the bytes.
     wire = base64.b64decode(request["IMAGE"]["b64"])

@@ -9,6 +9,7 @@ from i2v_model.generator import (
     GenerationCancelledError,
     GenerationFailedError,
     GenerationResult,
+    GeneratorMetrics,
     VideoGenerator,
     frames_to_uint8,
 )
@@ -26,6 +27,6 @@ from i2v_model.settings import ModelSettings
 
 __all__ = [
     "MAX_SEED", "GenerationCancelledError", "GenerationFailedError", "GenerationRequest", "GenerationResult",
-    "InvalidRequestError", "ModelSettings", "ProgressHub", "ProgressReporter", "ProgressSettings",
+    "GeneratorMetrics", "InvalidRequestError", "ModelSettings", "ProgressHub", "ProgressReporter", "ProgressSettings",
     "VideoGenerator", "build_request", "decode_image", "fit_image", "frames_to_uint8", "group_by_batch_key",
 ]

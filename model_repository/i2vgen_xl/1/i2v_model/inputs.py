@@ -34,11 +34,13 @@ class GenerationRequest:
     height: int
     width: int
     seed: int
+    step_cache_interval: int = 0  # reuse the deep UNet features for this many steps (0, 1: off)
 
     @property
-    def batch_key(self) -> tuple[int, int, int, int, float]:
+    def batch_key(self) -> tuple[int, int, int, int, float, int]:
         """What must be equal for requests to share one pipeline call."""
-        return (self.height, self.width, self.num_frames, self.num_inference_steps, self.guidance_scale)
+        return (self.height, self.width, self.num_frames, self.num_inference_steps, self.guidance_scale,
+                self.step_cache_interval)
 
 
 def decode_image(data: bytes) -> PIL.Image.Image:
@@ -75,8 +77,12 @@ def fit_image(image: PIL.Image.Image, width: int, height: int) -> PIL.Image.Imag
 
 def build_request(settings: ModelSettings, *, image: bytes, prompt: str, negative_prompt: str | None,
                   num_frames: int, num_inference_steps: int, guidance_scale: float,
-                  height: int, width: int, seed: int | None) -> GenerationRequest:
-    """Validate raw inputs against the model's limits; raise ``InvalidRequestError`` with the reason."""
+                  height: int, width: int, seed: int | None,
+                  step_cache_interval: int | None = None) -> GenerationRequest:
+    """Validate raw inputs against the model's limits; raise ``InvalidRequestError`` with the reason.
+
+    ``step_cache_interval`` None takes the model's configured default.
+    """
     if not 1 <= num_frames <= settings.max_num_frames:
         raise InvalidRequestError(f"NUM_FRAMES must be between 1 and {settings.max_num_frames}, got {num_frames}")
     if not 1 <= num_inference_steps <= settings.max_inference_steps:
@@ -90,6 +96,11 @@ def build_request(settings: ModelSettings, *, image: bytes, prompt: str, negativ
     if height * width > settings.max_pixels:
         raise InvalidRequestError(
             f"HEIGHT x WIDTH = {height * width} pixels exceeds the limit of {settings.max_pixels}")
+    if step_cache_interval is None:
+        step_cache_interval = settings.step_cache_interval
+    elif not 0 <= step_cache_interval <= settings.max_inference_steps:
+        raise InvalidRequestError(f"STEP_CACHE_INTERVAL must be between 0 (off) and {settings.max_inference_steps}, "
+                                  f"got {step_cache_interval}")
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif not 0 <= seed <= MAX_SEED:
@@ -97,7 +108,8 @@ def build_request(settings: ModelSettings, *, image: bytes, prompt: str, negativ
     return GenerationRequest(
         image=fit_image(decode_image(image), width, height), prompt=prompt, negative_prompt=negative_prompt or "",
         num_frames=num_frames, num_inference_steps=num_inference_steps,
-        guidance_scale=float(guidance_scale), height=height, width=width, seed=seed)
+        guidance_scale=float(guidance_scale), height=height, width=width, seed=seed,
+        step_cache_interval=step_cache_interval)
 
 
 def group_by_batch_key(requests: Sequence[GenerationRequest]) -> list[list[int]]:

@@ -4,11 +4,15 @@ per-step hook (for progress and cancellation)."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
 StepHook = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total); may raise to stop the call."""
+StepTimer = Callable[[float], None]
+"""Called after each denoising step with its seconds (from the end of the previous one, or from
+the start of the denoising loop), before the ``StepHook``."""
 
 
 @functools.cache
@@ -25,6 +29,7 @@ def controlled_pipeline_class():
         # instance, which is how Triton drives a Python model instance.
         _image_latent_generators: list[torch.Generator] | None = None
         _step_callback: StepHook | None = None
+        _step_timer: StepTimer | None = None
 
         def prepare_image_latents(self, image, device, num_frames, num_videos_per_prompt):
             # Upstream samples the VAE posterior from the global RNG, so a seed alone is
@@ -55,18 +60,24 @@ def controlled_pipeline_class():
             # The pipeline has no callback_on_step_end; it does call progress_bar.update()
             # once per denoising step, which is the hook used for progress and cancellation.
             callback = self._step_callback
-            yield _StepCounter(total or 0, callback)
+            yield _StepCounter(total or 0, callback, self._step_timer)
 
     return ControlledI2VGenXLPipeline
 
 
 class _StepCounter:
-    def __init__(self, total: int, callback: StepHook | None) -> None:
+    def __init__(self, total: int, callback: StepHook | None, timer: StepTimer | None = None) -> None:
         self.total = total
         self.done = 0
         self.callback = callback
+        self.timer = timer
+        self.last = time.perf_counter()  # the loop starts right after progress_bar() is entered
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        if self.timer is not None:
+            now = time.perf_counter()
+            self.timer((now - self.last) / max(n, 1))
+            self.last = now
         if self.callback is not None:
             self.callback(self.done, self.total)

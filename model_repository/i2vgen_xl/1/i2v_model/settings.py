@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("float32", "float16", "bfloat16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_BUCKET = re.compile(r"(\d+)x(\d+)x(\d+)")
 
 
 def _parse_bool(value: str) -> bool:
@@ -55,6 +58,26 @@ class ModelSettings:
     vae_tiling: bool = False  # decode in overlapping tiles: less memory at high resolution
     channels_last: bool = False
     torch_compile: bool = False
+    # torch.compile's mode ("default", "reduce-overhead" = CUDA graphs, "max-autotune", ...) and
+    # backend: "inductor" generates kernels (and is what the cache folder keeps); "eager" only
+    # captures graphs (dynamo), which the CPU tests use because inductor's C++ build of every
+    # kernel takes many minutes on a few busy cores. ("aot_eager" fails on this UNet's
+    # non-contiguous GroupNorm input in torch 2.13.)
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
+    # Where compiled kernels persist across restarts: inductor's cache and PyTorch's portable
+    # cache artifacts (relative to the model folder, or absolute; empty: inductor's default).
+    compile_cache_dir: str = ""
+    # Shapes compiled and warmed up at load, "WIDTHxHEIGHTxFRAMES" comma-separated; any other
+    # shape runs eagerly, so no request ever waits for a compile. Empty: nothing is compiled.
+    compile_buckets: str = ""
+    # Frames the VAE decodes at once: a positive integer, or "auto" (from free CUDA memory on
+    # a GPU, AUTO_CPU_DECODE_CHUNK on CPU). Frames decode independently, so only speed and
+    # memory change.
+    decode_chunk_size: str = "auto"
+    # DeepCache-style step caching: compute the deep UNet blocks every N steps and reuse their
+    # output in between (0 or 1: off). The default for requests that send no STEP_CACHE_INTERVAL.
+    step_cache_interval: int = 0
     cpu_threads: int = 0
     # The decoupled model in the same Triton server that per-step progress is reported to
     # (see progress.py); empty: no progress reports.
@@ -76,7 +99,11 @@ class ModelSettings:
         if base_dir is not None and settings.model_path and not Path(settings.model_path).is_absolute():
             candidate = (base_dir / settings.model_path).resolve()
             if candidate.exists():
-                settings = cls(**{**values, "model_path": str(candidate)})
+                values["model_path"] = str(candidate)
+                settings = cls(**values)
+        if base_dir is not None and settings.compile_cache_dir and not Path(settings.compile_cache_dir).is_absolute():
+            # Created on first use, so it is resolved whether or not it exists yet.
+            settings = cls(**{**values, "compile_cache_dir": str((base_dir / settings.compile_cache_dir).resolve())})
         settings.validate()
         return settings
 
@@ -90,5 +117,30 @@ class ModelSettings:
         for name in ("max_num_frames", "max_inference_steps", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.step_cache_interval < 0:
+            raise ValueError("step_cache_interval must be 0 (off) or a positive number of steps")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, not {self.compile_mode!r}")
+        if self.compile_backend not in COMPILE_BACKENDS:
+            raise ValueError(f"compile_backend must be one of {COMPILE_BACKENDS}, not {self.compile_backend!r}")
+        self.buckets  # noqa: B018 - parses, raising on a malformed compile_buckets
+        if self.decode_chunk_size != "auto" and not (self.decode_chunk_size.isdigit()
+                                                     and int(self.decode_chunk_size) > 0):
+            raise ValueError(f"decode_chunk_size must be a positive integer or 'auto', not {self.decode_chunk_size!r}")
         if self.progress_model and not _MODEL_NAME.fullmatch(self.progress_model):
             raise ValueError(f"progress_model must be a Triton model name or empty, not {self.progress_model!r}")
+
+    @property
+    def buckets(self) -> tuple[tuple[int, int, int], ...]:
+        """``compile_buckets`` as (width, height, frames) triples."""
+        buckets = []
+        for item in filter(None, (part.strip() for part in self.compile_buckets.split(","))):
+            match = _BUCKET.fullmatch(item)
+            if match is None:
+                raise ValueError(f"compile_buckets: {item!r} is not WIDTHxHEIGHTxFRAMES, e.g. 512x512x16")
+            width, height, frames = (int(group) for group in match.groups())
+            if width < 64 or height < 64 or width % 8 or height % 8 or frames < 1:
+                raise ValueError(f"compile_buckets: {item!r} needs sides that are multiples of 8 (at least 64) "
+                                 "and at least one frame")
+            buckets.append((width, height, frames))
+        return tuple(buckets)
