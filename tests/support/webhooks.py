@@ -62,7 +62,7 @@ class WebhookReceiver:
             time.sleep(0.1)
         raise TimeoutError(f"{len(self.deliveries)} of {count} webhook deliveries after {timeout} s")
 
-    def wait_for_type(self, event_type: str, timeout: float = 120) -> list[Delivery]:
+    def wait_for_type(self, event_type: str, timeout: float = 300) -> list[Delivery]:
         """Every delivery up to and including the first whose body's type is ``event_type``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
