@@ -19,6 +19,7 @@ from gateway.errors import (
     ModelUnavailableError,
     responses_for,
 )
+from gateway.generation.service import Deadline
 from gateway.schemas import GenerateRequest, GenerateResponse
 
 T = TypeVar("T")
@@ -50,18 +51,9 @@ async def generate(body: GenerateRequest, request: Request, app: App, base_url: 
     """Generate a video from an image and a prompt, and wait for it. With a Cancel-After header
     (or ``cancel_after_s``) the generation is cancelled past that deadline: a 504."""
     deadlines = [d for d in (body.cancel_after_s, cancel_after_s) if d is not None]
-    work = app.generation.generate(body)
-    if deadlines:
-        waited = time.monotonic() - getattr(request.state, "received_at", time.monotonic())
-        work = cancel_after(work, min(deadlines), min(deadlines) - waited)
-    result = await cancel_on_disconnect(request, work)
+    # Counted from the request's arrival: a wait for a generation slot uses it up too.
+    deadline = Deadline(min(deadlines), getattr(request.state, "received_at", time.monotonic())) \
+        if deadlines else None
+    result = await cancel_on_disconnect(request, app.generation.generate(body, deadline))
     return result.response(app.outputs, base_url)
 
-
-async def cancel_after(work: Awaitable[T], deadline_s: float, left_s: float) -> T:
-    """``work``, cancelled (and its Triton request with it) if it runs past the ``left_s`` seconds
-    left of the caller's ``deadline_s``."""
-    try:
-        return await asyncio.wait_for(work, max(0.0, left_s))
-    except asyncio.TimeoutError:
-        raise InferenceTimeoutError(f"cancelled: the Cancel-After deadline of {deadline_s:g} s passed") from None

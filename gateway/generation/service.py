@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway import metrics
 from gateway.config import Settings
-from gateway.errors import InvalidFieldError
+from gateway.errors import InferenceTimeoutError, InvalidFieldError
 from gateway.generation.cache import ResultCache, cache_key
 from gateway.generation.images import ImageLimits, prepare_image
 from gateway.generation.outputs import OutputStore, poster_path
@@ -125,9 +125,29 @@ class GenerationService:
             (self.outputs.directory / name).unlink(missing_ok=True)
 
     @metrics.in_progress(metrics.SYNC_GENERATIONS_RUNNING)
-    async def generate(self, body: GenerateRequest) -> VideoResult:
-        """Prepare the image, run the model (or hit the cache), encode the video; raises ``ApiError``s."""
+    async def generate(self, body: GenerateRequest, deadline: Deadline | None = None) -> VideoResult:
+        """Prepare the image, run the model (or hit the cache), encode the video; raises ``ApiError``s.
+        Past the caller's ``deadline`` (checked after the inputs, so bad input is still a 4xx) the
+        render is cancelled, and its Triton request with it: a 504."""
         started = time.perf_counter()
         prepared = await self.prepare(body)
-        result = await self.render(prepared, body)
+        if deadline is None:
+            result = await self.render(prepared, body)
+        else:
+            try:
+                result = await asyncio.wait_for(self.render(prepared, body), max(0.0, deadline.left_s()))
+            except asyncio.TimeoutError:
+                raise InferenceTimeoutError(f"cancelled: the Cancel-After deadline of {deadline.seconds:g} s "
+                                            "passed") from None
         return result.model_copy(update={"inference_time": time.perf_counter() - started})
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The caller's Cancel-After: ``seconds`` from ``since`` (``time.monotonic``, when the request arrived)."""
+
+    seconds: float
+    since: float
+
+    def left_s(self) -> float:
+        return self.seconds - (time.monotonic() - self.since)
