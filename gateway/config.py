@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = Field(
         60, ge=0, description="Requests a minute per key, and per IP for failed logins; 0 turns limits off.")
     rate_limit_burst: int = Field(10, ge=1, description="Requests allowed at once before the rate applies.")
+    read_rate_limit_per_minute: float = Field(
+        3000, ge=0, description="Reads and cancels of jobs a minute per key (their own budget, so polling never "
+        "spends the one for submissions, nor floods the store); 0 turns it off.")
+    read_rate_limit_burst: int = Field(300, ge=1, description="Reads allowed at once before the read rate applies.")
     max_concurrent_per_key: int = Field(
         4, ge=0, description="Synchronous generations in flight per key; more wait in the key's line. 0 = no limit.")
     max_concurrent_generations: int = Field(

@@ -31,13 +31,14 @@ logger = logging.getLogger("gateway")
 
 def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServices:
     """Per-key budgets and nonces: shared in Redis when configured, else this process's own."""
-    limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None = None
-    if settings.rate_limit_per_minute > 0:
-        limiter = (RedisTokenBucketLimiter(redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
-                   if redis is not None else
-                   TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst))
+    def bucket(per_minute: float, burst: int) -> TokenBucketLimiter | RedisTokenBucketLimiter | None:
+        if per_minute <= 0:
+            return None
+        return RedisTokenBucketLimiter(redis, per_minute, burst) if redis is not None \
+            else TokenBucketLimiter(per_minute, burst)
     return EdgeServices(
-        settings=settings, rate_limiter=limiter,
+        settings=settings, rate_limiter=bucket(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        read_limiter=bucket(settings.read_rate_limit_per_minute, settings.read_rate_limit_burst),
         nonces=RedisNonceStore(redis) if redis is not None else MemoryNonceStore(),
         generation_slots=FairQueue(settings.max_concurrent_per_key, settings.max_concurrent_generations,
                                    settings.max_waiting_per_key, settings.max_generation_wait_s))

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request, Response
 
 from gateway.edge.auth import Caller
 from gateway.edge.fair_queue import QueueRejected
+from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.state import edge_services
 from gateway.errors import InvalidFieldError, RateLimitedError
 from gateway.services import Services, services
@@ -17,18 +18,29 @@ from gateway.services import Services, services
 App = Annotated[Services, Depends(services)]
 
 
-async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
-    """One request from the caller's rate budget; the caller's key name."""
-    limiter = edge_services(request).rate_limiter
+async def _draw(limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None, budget: str, caller: str,
+                response: Response) -> str:
     if limiter is not None:
-        decision = await limiter.acquire(f"key:{caller}")
+        decision = await limiter.acquire(f"{budget}:{caller}")
         if not decision.allowed:
-            raise RateLimitedError(f"rate limit for key '{caller}' reached; retry in {decision.retry_after_s} s",
+            what = "read rate limit" if budget == "read" else "rate limit"
+            raise RateLimitedError(f"{what} for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                    decision.headers())
         response.headers.update(decision.headers())
     return caller
 
 
+async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
+    """One request from the caller's rate budget (requests that start work); the caller's key name."""
+    return await _draw(edge_services(request).rate_limiter, "key", caller, response)
+
+
+async def read_budget(request: Request, response: Response, caller: Caller) -> str:
+    """One read (or cancel) of jobs from the caller's own read budget; the caller's key name."""
+    return await _draw(edge_services(request).read_limiter, "read", caller, response)
+
+
+ReadCaller = Annotated[str, Depends(read_budget)]
 RateLimitedCaller = Annotated[str, Depends(rate_budget)]
 
 

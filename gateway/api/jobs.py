@@ -10,8 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gateway.api.deps import App, BaseUrl, CancelAfter, RateLimitedCaller
-from gateway.edge.auth import Caller
+from gateway.api.deps import App, BaseUrl, CancelAfter, RateLimitedCaller, ReadCaller
 from gateway.edge.signing import require_signature
 from gateway.errors import (
     ConflictError,
@@ -74,7 +73,7 @@ def prefer_wait_s(prefer: str | None) -> float | None:
 
 
 @router.get("/jobs", response_model=JobListResponse, responses=responses_for())
-async def list_jobs(app: App, caller: Caller, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+async def list_jobs(app: App, caller: ReadCaller, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobListResponse:
     """The caller's jobs, newest first."""
     page, next_offset = await app.jobs.list(caller, offset, limit)
@@ -84,7 +83,7 @@ async def list_jobs(app: App, caller: Caller, offset: Annotated[int, Query(ge=0,
 
 
 @router.get("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))
-async def get_job(job_id: str, app: App, caller: Caller) -> JobResponse:
+async def get_job(job_id: str, app: App, caller: ReadCaller) -> JobResponse:
     """Status, queue position and ETA while waiting, progress and ETA while running, the result when
     succeeded, the error when failed."""
     job = await app.jobs.get(job_id, caller)
@@ -95,7 +94,7 @@ async def get_job(job_id: str, app: App, caller: Caller) -> JobResponse:
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "One event per status change and per denoising step."},
                        **responses_for(NotFoundError)})
-async def job_events(job_id: str, app: App, caller: Caller,
+async def job_events(job_id: str, app: App, caller: ReadCaller,
                      last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
     """Server-Sent Events of the job: queued (with queue_position and eta_s, again whenever they
     move), running (once per denoising step, with eta_s), then one of succeeded, failed or
@@ -118,14 +117,14 @@ async def job_events(job_id: str, app: App, caller: Caller,
 
 
 @router.delete("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))
-async def cancel_job(job_id: str, app: App, caller: Caller) -> JobResponse:
+async def cancel_job(job_id: str, app: App, caller: ReadCaller) -> JobResponse:
     """Cancel: a queued job never runs; a running one stops within a denoising step
     (its status is 'cancelling' until its worker has stopped it)."""
     return app.views.job(await app.jobs.cancel(job_id, caller))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobResponse, responses=responses_for(NotFoundError))
-async def cancel_job_post(job_id: str, app: App, caller: Caller) -> JobResponse:
+async def cancel_job_post(job_id: str, app: App, caller: ReadCaller) -> JobResponse:
     """The same as DELETE, for clients that cannot send DELETE."""
     return app.views.job(await app.jobs.cancel(job_id, caller))
 

@@ -21,7 +21,8 @@ class NonceStore(Protocol):
 @dataclass(frozen=True)
 class EdgeServices:
     settings: Settings
-    rate_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None
+    rate_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None  # requests that start work
+    read_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None  # reads and cancels of jobs
     nonces: NonceStore
     generation_slots: FairQueue
 

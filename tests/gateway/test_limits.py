@@ -80,3 +80,17 @@ def test_replicas_on_one_redis_share_a_keys_budget(start_gateway, new_redis_url)
     assert [a.headers["RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
     assert int(answers[3].headers["Retry-After"]) >= 1
     assert submit(second, BOB).status_code == 202  # another key, its own budget
+
+
+def test_reads_have_their_own_budget(start_gateway) -> None:
+    gateway = start_gateway({"I2V_API_KEYS": f"alice={ALICE}", "I2V_READ_RATE_LIMIT_PER_MINUTE": "6",
+                             "I2V_READ_RATE_LIMIT_BURST": "3", "I2V_JOB_WORKERS": "0"})
+    headers = {"Authorization": f"Bearer {ALICE}"}
+    reads = [httpx.get(f"{gateway.url}/api/v1/jobs", headers=headers) for _ in range(4)]
+    assert [r.status_code for r in reads] == [200, 200, 200, 429], [r.text for r in reads]
+    assert [r.headers["RateLimit-Remaining"] for r in reads[:3]] == ["2", "1", "0"]
+    assert "read rate limit for key 'alice'" in reads[3].json()["message"] and int(reads[3].headers["Retry-After"]) >= 1
+    # Polling spent the read budget, not the one for submissions.
+    submitted = httpx.post(f"{gateway.url}/api/v1/jobs", json=body(), headers=headers)
+    assert submitted.status_code == 202, submitted.text
+    assert httpx.get(submitted.headers["location"], headers=headers).status_code == 429
