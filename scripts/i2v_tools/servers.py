@@ -196,3 +196,12 @@ class RedisServer(ManagedProcess):
                 return False
         self.wait_until(answers, timeout, "PONG")
         return self
+
+    def wait_appended(self, text: str, timeout: float = 20) -> RedisServer:
+        """Wait until the append-only file holds ``text``. Redis appends a write before it answers,
+        except while an everysec fsync lags on a busy disk: then it postpones the append (up to
+        2 s), and a process killed in that window loses writes it acknowledged."""
+        def appended() -> bool:
+            return any(text.encode() in path.read_bytes() for path in self.data_dir.rglob("*.aof"))
+        self.wait_until(appended, timeout, f"{text!r} in the append-only file")
+        return self
