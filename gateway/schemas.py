@@ -62,6 +62,11 @@ class VideoParams(BaseModel):
         None, ge=0, le=2**53 - 1,
         description="Same seed and inputs, same video (and a cached answer for a repeat). Omitted: random.")
     fit: FitMode = Field(FitMode.crop, description="crop: fill the frame and cut edges; pad: keep all, add bars.")
+    step_cache_interval: int | None = Field(
+        None, ge=0, le=150,
+        description="Step caching (DeepCache): the deep UNet blocks run every N steps and are reused between, "
+                    "faster but the frames change (judge on your weights first). 0 or 1: off. Omitted: the model's "
+                    "configured default (off as shipped).")
     output_format: OutputFormat = Field(
         OutputFormat.mp4, description="mp4 (H.264), webm (VP9), gif (animated, looping) or frames (a zip of PNGs "
                                       "named frame_0000.png ...). A JPEG poster of the first frame comes with each.")

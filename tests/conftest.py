@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v_tools.servers import GatewayServer, ManagedProcess, RedisServer, TritonServer
+from i2v_tools.servers import GatewayServer, ManagedProcess, RedisServer, TritonServer, stop_all
 from i2v_tools.tiny_model import TINY_MODEL, build_and_save
 
 API_TOKEN = "test-token-0123456789"
@@ -32,6 +32,23 @@ def triton(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="session")
+def _spare_triton_process(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    server = TritonServer(tmp_path_factory.mktemp("spare-triton"), {"I2V_MODEL_PATH": str(tiny_model_path)})
+    _started.append(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spare_triton(_spare_triton_process: TritonServer) -> TritonServer:
+    """A second tritonserver for the tests that kill and restart one (killing the session's would
+    break the tests that share it); started once, and again for the next test if one left it dead."""
+    if not _spare_triton_process.running:
+        _spare_triton_process.start().wait_ready()
+    return _spare_triton_process
+
+
+@pytest.fixture(scope="session")
 def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """Start a gateway with extra ``I2V_*`` settings; all are stopped at the end of the session."""
     gateways: list[GatewayServer] = []
@@ -44,8 +61,7 @@ def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
         return server.start().wait_healthy()
 
     yield start
-    for server in gateways:
-        server.stop()
+    stop_all(gateways)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from tests.support.readme import readme_block
 pytestmark = pytest.mark.integration
 
 # What the README names (requirements/gateway.txt pins the same versions for the gateway).
-CLIENT_PACKAGES = ["tritonclient[all]==2.73.0", "numpy==1.26.4", "pillow==13.0.0"]
+CLIENT_PACKAGES = ["tritonclient[http,grpc]==2.73.0", "numpy==1.26.4", "pillow==13.0.0"]
 
 
 @pytest.fixture(scope="module")

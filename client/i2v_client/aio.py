@@ -11,15 +11,15 @@ import httpx
 from i2v_client.client import DEFAULT_TIMEOUT_S
 from i2v_client.images import ImageInput, encode_image, with_image
 from i2v_client.models import BatchResponse, GenerateResponse, JobListResponse, JobResponse
-from i2v_client.transport import Call, RetryPolicy, SseParser, Transport, error_of, new_idempotency_key, parse
+from i2v_client.transport import Call, RetryPolicy, Transport, error_of, new_idempotency_key, parse
 from i2v_client.waiting import (
     STREAM_READ_TIMEOUT_S,
     Deadline,
+    EventFollower,
     ProgressCallback,
     ProgressNotifier,
     StreamUnavailable,
-    event_final_job,
-    event_progress,
+    check_event_stream,
     job_id_of,
     job_progress,
     video_url_of,
@@ -123,19 +123,10 @@ class AsyncClient:
             if response.status_code in (401, 403, 404):
                 await response.aread()
                 raise error_of(response)
-            if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
-                    "text/event-stream"):
-                raise StreamUnavailable(f"events answered {response.status_code}")
-            parser, status = SseParser(), "queued"
+            check_event_stream(response)
+            follower = EventFollower(job_id, deadline, notify)
             async for line in response.aiter_lines():
-                deadline.check(status)
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                status = event.type
-                notify(event_progress(job_id, event))
-                final = event_final_job(event)
-                if final is not None:
+                if (final := follower.feed(line)) is not None:
                     return final
             raise StreamUnavailable("the event stream ended before the job did")
         finally:

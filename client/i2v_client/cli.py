@@ -39,6 +39,7 @@ VIDEO_OPTIONS = {  # option -> request field, type
     "--resolution": ("resolution", str), "--frames": ("num_frames", int), "--fps": ("fps", int),
     "--steps": ("steps", int), "--guidance-scale": ("guidance_scale", float),
     "--negative-prompt": ("negative_prompt", str), "--seed": ("seed", int), "--fit": ("fit", str),
+    "--step-cache-interval": ("step_cache_interval", int),
 }
 
 

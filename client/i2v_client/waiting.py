@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
+
 from i2v_client.models import FINAL_STATUSES, GenerateResponse, JobResponse, Progress
-from i2v_client.transport import SseEvent
+from i2v_client.transport import SseEvent, SseParser
 
 ProgressCallback = Callable[[Progress], None]
 STREAM_READ_TIMEOUT_S = 60.0  # the gateway sends a heartbeat every 5 s; this long silent means a dead stream
@@ -26,6 +28,29 @@ def video_url_of(source: str | GenerateResponse | JobResponse) -> str:
             raise ValueError(f"job {source.job_id} is {source.status.value}: it has no video")
         return source.result.video_url
     return source.video_url if isinstance(source, GenerateResponse) else source
+
+
+def check_event_stream(response: httpx.Response) -> None:
+    """A stream to read, or ``StreamUnavailable`` (the caller has turned 401, 403 and 404 into errors)."""
+    if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+        raise StreamUnavailable(f"events answered {response.status_code}")
+
+
+class EventFollower:
+    """Reads a job's event stream line by line: progress to the callback, the job at its final event."""
+
+    def __init__(self, job_id: str, deadline: Deadline, notify: ProgressCallback) -> None:
+        self.job_id, self.deadline, self.notify = job_id, deadline, notify
+        self.parser, self.status = SseParser(), "queued"
+
+    def feed(self, line: str) -> JobResponse | None:
+        self.deadline.check(self.status)
+        event = self.parser.feed(line)
+        if event is None:
+            return None
+        self.status = event.type
+        self.notify(event_progress(self.job_id, event))
+        return event_final_job(event)
 
 
 def event_progress(job_id: str, event: SseEvent) -> Progress:

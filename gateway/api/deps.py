@@ -18,12 +18,12 @@ from gateway.services import Services, services
 App = Annotated[Services, Depends(services)]
 
 
-async def _draw(limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None, budget: str, caller: str,
-                response: Response) -> str:
+async def _draw(limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None, bucket: str, what: str,
+                caller: str, response: Response) -> str:
+    """One token from the caller's ``bucket``; 429 naming ``what`` when it is empty."""
     if limiter is not None:
-        decision = await limiter.acquire(f"{budget}:{caller}")
+        decision = await limiter.acquire(f"{bucket}:{caller}")
         if not decision.allowed:
-            what = "read rate limit" if budget == "read" else "rate limit"
             raise RateLimitedError(f"{what} for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                    decision.headers())
         response.headers.update(decision.headers())
@@ -32,12 +32,12 @@ async def _draw(limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None, bu
 
 async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
     """One request from the caller's rate budget (requests that start work); the caller's key name."""
-    return await _draw(edge_services(request).rate_limiter, "key", caller, response)
+    return await _draw(edge_services(request).rate_limiter, "key", "rate limit", caller, response)
 
 
 async def read_budget(request: Request, response: Response, caller: Caller) -> str:
     """One read (or cancel) of jobs from the caller's own read budget; the caller's key name."""
-    return await _draw(edge_services(request).read_limiter, "read", caller, response)
+    return await _draw(edge_services(request).read_limiter, "read", "read rate limit", caller, response)
 
 
 ReadCaller = Annotated[str, Depends(read_budget)]

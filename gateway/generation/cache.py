@@ -45,6 +45,8 @@ def cache_key(model: str, video: VideoRequest, fps: int, output_format: OutputFo
         # Entries made before formats existed hashed no format: they are never hit and age out.
         "format": output_format.value,
     }
+    if video.step_cache_interval is not None:  # absent keeps the keys of requests made without it
+        fields["step_cache_interval"] = video.step_cache_interval
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

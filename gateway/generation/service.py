@@ -55,7 +55,8 @@ def video_request(prepared: PreparedInput, params: VideoParams) -> VideoRequest:
     return VideoRequest(
         image=prepared.image, prompt=params.prompt, negative_prompt=params.negative_prompt,
         num_frames=params.num_frames, num_inference_steps=params.steps, guidance_scale=params.guidance_scale,
-        height=prepared.height, width=prepared.width, seed=params.seed)
+        height=prepared.height, width=prepared.width, seed=params.seed,
+        step_cache_interval=params.step_cache_interval)
 
 
 class GenerationService:

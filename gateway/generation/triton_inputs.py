@@ -28,6 +28,7 @@ class VideoRequest:
     width: int = 512
     negative_prompt: str | None = None
     seed: int | None = None
+    step_cache_interval: int | None = None  # None: the model's configured default
 
 
 def build_inputs(protocol: ModuleType, request: VideoRequest) -> list[Any]:
@@ -46,6 +47,9 @@ def build_inputs(protocol: ModuleType, request: VideoRequest) -> list[Any]:
         tensors.append(("NEGATIVE_PROMPT", negative, "BYTES"))
     if request.seed is not None:
         tensors.append(("SEED", np.array([[request.seed]], dtype=np.int64), "INT64"))
+    if request.step_cache_interval is not None:
+        interval = np.array([[request.step_cache_interval]], dtype=np.int32)
+        tensors.append(("STEP_CACHE_INTERVAL", interval, "INT32"))
     inputs = []
     for name, array, datatype in tensors:
         tensor = protocol.InferInput(name, list(array.shape), datatype)

@@ -21,7 +21,7 @@ from gateway.jobs.records import Job
 from gateway.jobs.store import JobStore
 
 logger = logging.getLogger("gateway.jobs")
-WATCH_S = 1.0  # how often the queue (and, while jobs wait, the model) is looked at
+WATCH_S = 1.0  # how often the waiting jobs (and, while there are any, the model) are looked at
 
 ModelReady = Callable[[], Awaitable[bool]]
 
@@ -35,8 +35,8 @@ class ModelWatch:
 
     async def waiting(self, now: float) -> list[Job]:
         """The queued jobs whose backoff for the model has not ended yet."""
-        queued = await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total)
-        return [job for job in queued if job.waiting_for_model and job.run_after > now]
+        waiting = await self.store.jobs_in("model_wait", math.inf, self.settings.max_queued_total)
+        return [job for job in waiting if job.run_after > now]
 
     async def resume_waiting(self) -> int:
         """Make every job waiting for the model due now, if the model is ready; how many were."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import time
 
 from gateway.config import Settings
@@ -56,9 +55,8 @@ class LeaseReaper:
                 if changed and job is not None:
                     logger.warning("job %s: lease of a stopped worker expired; now %s", job_id, job.status.value)
                     self.wake.set()
-            for queued in await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total):
-                if queued.past_cancel_at(now):
-                    _, changed = await self.store.mutate(queued.id, functools.partial(self.cancel_overdue, now=now))
-                    if changed:
-                        self.wake.set()  # its webhook is due
+            for job_id in await self.store.due("deadline", now):
+                _, changed = await self.store.mutate(job_id, functools.partial(self.cancel_overdue, now=now))
+                if changed:
+                    self.wake.set()  # its webhook is due
             await asyncio.sleep(self.interval_s)

@@ -227,15 +227,20 @@ class Job(BaseModel):
         """The sorted indexes this job is in (score) or not in (None); every store keeps these."""
         webhook_due = (self.webhook.next_at if self.webhook is not None
                        and self.webhook.state in (WebhookState.pending, WebhookState.delivering) else None)
+        queued = self.status is Q
         return {
-            "queued": self.run_after if self.status is Q else None,
+            "queued": self.run_after if queued else None,
             "running": self.lease_until if self.status in ACTIVE else None,
             "webhook": webhook_due,
             "finished": self.finished_at if self.status.final else None,
+            # The few queued jobs the reaper and the model watch look for, so that neither reads
+            # the whole queue every second.
+            "deadline": self.cancel_at if queued and self.cancel_at is not None else None,
+            "model_wait": self.run_after if queued and self.waiting_for_model else None,
         }
 
 
-INDEXES = ("queued", "running", "webhook", "finished")
+INDEXES = ("queued", "running", "webhook", "finished", "deadline", "model_wait")
 
 
 class JobEvent(BaseModel):

@@ -26,7 +26,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     {", ".join(f"{name}_at REAL" for name in INDEXES)}
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at);
-{"".join(f"CREATE INDEX IF NOT EXISTS jobs_{name} ON jobs ({name}_at);" for name in INDEXES)}
 CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, id INTEGER NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (job_id, id));
 CREATE TABLE IF NOT EXISTS inputs (id TEXT PRIMARY KEY, image BLOB NOT NULL);
@@ -41,6 +40,16 @@ CREATE INDEX IF NOT EXISTS cache_lru ON cache (last_used);
 """
 
 
+def _index_columns(db: sqlite3.Connection) -> None:
+    """A column and an SQL index per job index; a file from before an index gains its column (its
+    jobs join that index when next written; until then the workers' own checks cover them)."""
+    existing = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for name in INDEXES:
+        if f"{name}_at" not in existing:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name}_at REAL")
+        db.execute(f"CREATE INDEX IF NOT EXISTS jobs_{name} ON jobs ({name}_at)")
+
+
 class SQLiteJobStore(JobStore):
     """One SQLite file (WAL). Calls run in a thread; one lock keeps each change atomic."""
 
@@ -50,6 +59,7 @@ class SQLiteJobStore(JobStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _index_columns(self._db)
         self._lock = threading.Lock()
         self._closed = False
 

@@ -36,7 +36,7 @@ def mount_ui(app: FastAPI, settings: Settings, outputs_dir: Path) -> None:
         return name if name is not None and name in settings.api_keys else None
 
     app.include_router(login_router(signer))  # before the mount, which would answer /ui/login itself
-    page = build_page(app, sign_in_required=not open_to_all)
+    page = build_page(app, sign_in_required=not open_to_all, uploads_kept_s=settings.retention_s)
     page.queue(default_concurrency_limit=None)  # the job layer queues and limits, not Gradio
     # Gradio's queue looks for work every 1 ms (and for progress every 10 ms) even when idle: 6%
     # of a core per idle gateway here. A UI event waiting up to 50 ms more is not noticed.

@@ -65,9 +65,14 @@ def signed_in_html(language: str, caller: str | None, sign_in_required: bool) ->
             "</form></div>")
 
 
-def build_page(app: FastAPI, sign_in_required: bool) -> gr.Blocks:
+def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> gr.Blocks:
+    """The page; images uploaded to it are deleted ``uploads_kept_s`` after upload (and at shutdown)."""
     actions = UiActions(app)
-    with gr.Blocks(title=TEXTS["en"]["title"], analytics_enabled=False) as page:
+    # An upload is needed until its job is submitted (the job keeps its own copy); Gradio's
+    # sweep runs every hour at most, so a short retention is honoured within the hour.
+    kept_s = max(1, int(uploads_kept_s))
+    with gr.Blocks(title=TEXTS["en"]["title"], analytics_enabled=False,
+                   delete_cache=(min(kept_s, 3600), kept_s)) as page:
         language = gr.State("en")
         job_id = gr.State("")
         gallery_params = gr.State([])

@@ -34,14 +34,6 @@ RECOVERY_S = 10.0
 CANCELLED = re.compile(r"cancelled after (\d+) of (\d+) denoising steps")
 
 
-@pytest.fixture(scope="module")
-def own_triton(tiny_model_path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    server = TritonServer(tmp_path_factory.mktemp("triton-faults"), {"I2V_MODEL_PATH": str(tiny_model_path)})
-    server.start().wait_ready()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A durable redis-server as shipped (append-only file, everysec), this test's to kill."""
@@ -87,13 +79,13 @@ def completed_deliveries(receiver: WebhookReceiver) -> Counter[str]:
     return Counter({job_id: len(found) for job_id, found in ids.items()})
 
 
-def test_triton_outage_then_a_gateway_kill(own_triton: TritonServer, start_gateway, tmp_path: Path) -> None:
+def test_triton_outage_then_a_gateway_kill(spare_triton: TritonServer, start_gateway, tmp_path: Path) -> None:
     """The issue's combined fault: waiting out the outage used up every attempt, so the one kill
     after it failed every running job with "gave up". Now waits never count, and the jobs resume
     within seconds of Triton's return."""
     env = files_env(tmp_path)
-    first = start_gateway(env, triton_grpc_url=own_triton.grpc_url)
-    own_triton.kill()
+    first = start_gateway(env, triton_grpc_url=spare_triton.grpc_url)
+    spare_triton.kill()
     with WebhookReceiver() as receiver:
         # Accepted while Triton is away: each is started, finds the model gone, and waits.
         ids = [submit(first, steps=8, prompt=f"outage {i}", callback_url=receiver.url)["job_id"] for i in range(3)]
@@ -102,7 +94,7 @@ def test_triton_outage_then_a_gateway_kill(own_triton: TritonServer, start_gatew
         assert all(job["status"] == "queued" for job in waited), waited
         time.sleep(max(0.0, outage_ends - time.monotonic()))  # the outage itself
 
-        own_triton.start().wait_ready()
+        spare_triton.start().wait_ready()
         back_at = time.monotonic()
         while "running" not in (statuses := [job_status(first, job_id) for job_id in ids]) \
                 and time.monotonic() - back_at < 60:
@@ -111,7 +103,7 @@ def test_triton_outage_then_a_gateway_kill(own_triton: TritonServer, start_gatew
         assert recovery_s < RECOVERY_S, f"no job ran again {recovery_s:.1f} s after Triton was ready: {statuses}"
         first.kill()  # SIGKILL while a job runs: its lease lapses and another gateway runs it
 
-        second = start_gateway(env, triton_grpc_url=own_triton.grpc_url)
+        second = start_gateway(env, triton_grpc_url=spare_triton.grpc_url)
         jobs = [finished(second, job_id, timeout=240) for job_id in ids]
         assert [job["status"] for job in jobs] == ["succeeded"] * 3, [job["message"] for job in jobs]
         receiver.wait_for_type("job.succeeded")  # at least one; the counts below say the rest

@@ -7,7 +7,6 @@ probed all along (as a load balancer does) kept refusing work long after Triton 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,26 +24,17 @@ PROBE_EVERY_S = 0.25
 OUTAGE_S = 15.0
 
 
-@pytest.fixture(scope="module")
-def own_triton(tiny_model_path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """The one extra tritonserver of this module: killing the session's would break other tests."""
-    server = TritonServer(tmp_path_factory.mktemp("triton-outage"), {"I2V_MODEL_PATH": str(tiny_model_path)})
-    server.start().wait_ready()
-    yield server
-    server.stop()
-
-
 def readyz(gateway) -> int:
     return httpx.get(f"{gateway.url}/readyz", timeout=10).status_code
 
 
-def test_the_gateway_is_ready_within_seconds_of_triton(own_triton: TritonServer, start_gateway) -> None:
+def test_the_gateway_is_ready_within_seconds_of_triton(spare_triton: TritonServer, start_gateway) -> None:
     gateway = start_gateway({"I2V_JOB_WORKERS": "0", "I2V_RATE_LIMIT_PER_MINUTE": "0",
                              "I2V_MAX_CONCURRENT_PER_KEY": "0", "I2V_CACHE_MAX_BYTES": "0"},
-                            triton_grpc_url=own_triton.grpc_url)
+                            triton_grpc_url=spare_triton.grpc_url)
     gateway.wait_until(lambda: readyz(gateway) == 200, 30, "ready /readyz")
 
-    own_triton.kill()
+    spare_triton.kill()
     gateway.wait_until(lambda: readyz(gateway) == 503, 30, "/readyz noticing that Triton is gone")
     # Probe throughout the outage, as a load balancer does: each probe is a connection attempt,
     # and that is what grows gRPC's backoff (to 10-17 s between attempts after 20-30 s away).
@@ -52,11 +42,11 @@ def test_the_gateway_is_ready_within_seconds_of_triton(own_triton: TritonServer,
     while time.monotonic() < outage_ends:
         assert readyz(gateway) == 503
         time.sleep(PROBE_EVERY_S)
-    own_triton.start()
-    model_ready = f"http://{own_triton.http_url}/v2/models/i2vgen_xl/ready"
+    spare_triton.start()
+    model_ready = f"http://{spare_triton.http_url}/v2/models/i2vgen_xl/ready"
     restart_ends = time.monotonic() + 300
     while not http_ok(model_ready):
-        assert own_triton.running, own_triton.log_tail()
+        assert spare_triton.running, spare_triton.log_tail()
         assert time.monotonic() < restart_ends, "Triton did not come back"
         readyz(gateway)
         time.sleep(PROBE_EVERY_S)

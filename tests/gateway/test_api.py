@@ -64,11 +64,15 @@ def test_legacy_query_token_and_1024p(api: httpx.Client) -> None:
     assert (response.json()["width"], response.json()["height"]) == (1024, 576)
 
 
-def test_same_seed_same_video(api: httpx.Client) -> None:
+def test_same_seed_same_video_and_step_caching_changes_it(api: httpx.Client) -> None:
     first = api.post("/api/v1/generate", json=body(seed=99), headers=AUTH).json()
     second = api.post("/api/v1/generate", json=body(seed=99), headers=AUTH).json()
     assert first["video_path"] != second["video_path"]
     assert httpx.get(first["video_url"]).content == httpx.get(second["video_url"]).content
+    # Reusing the deep UNet features on the second step reaches the model (and is no cache hit).
+    step_cached = api.post("/api/v1/generate", json=body(seed=99, step_cache_interval=2), headers=AUTH).json()
+    assert step_cached["cached"] is False, step_cached
+    assert httpx.get(step_cached["video_url"]).content != httpx.get(first["video_url"]).content
 
 
 BAD_REQUESTS = [
@@ -81,6 +85,7 @@ BAD_REQUESTS = [
     ("too few frames", dict(num_frames=7), {}, 422, "num_frames"),
     ("too many frames", dict(num_frames=33), {}, 422, "num_frames"),
     ("zero steps", dict(steps=0), {}, 422, "steps"),
+    ("step cache interval", dict(step_cache_interval=-1), {}, 422, "step_cache_interval"),
     ("fps", dict(fps=0), {}, 422, "fps"),
     ("guidance", dict(guidance_scale=-1), {}, 422, "guidance_scale"),
     ("resolution", dict(resolution="720p"), {}, 422, "resolution"),

@@ -283,23 +283,16 @@ def test_killed_gateway_loses_no_job(start_gateway, own_store_env: dict[str, str
         assert httpx.get(f"{second.url}/{job['result']['video_path']}").status_code == 200
 
 
-def test_triton_restart_during_a_job(start_gateway, own_store_env: dict[str, str], tiny_model_path,
-                                     tmp_path_factory) -> None:
-    own = TritonServer(tmp_path_factory.mktemp("triton-restart"), {"I2V_MODEL_PATH": str(tiny_model_path)})
-    own.start().wait_ready()
-    try:
-        gateway = start_gateway({**JOB_ENV, **own_store_env},
-                                triton_grpc_url=own.grpc_url)
-        job_id = submit(gateway, steps=20)["job_id"]
-        poll(gateway, job_id, lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 1)
-        own.kill()
-        waiting = poll(gateway, job_id, lambda j: j["status"] != "running", timeout=30)
-        assert waiting["status"] == "queued" and "retry" in waiting["message"], waiting
-        own.start().wait_ready()
-        job = finished(gateway, job_id, timeout=240)
-        assert job["status"] == "succeeded" and job["attempts"] >= 2, job
-    finally:
-        own.stop()
+def test_triton_restart_during_a_job(start_gateway, own_store_env: dict[str, str], spare_triton: TritonServer) -> None:
+    gateway = start_gateway({**JOB_ENV, **own_store_env}, triton_grpc_url=spare_triton.grpc_url)
+    job_id = submit(gateway, steps=20)["job_id"]
+    poll(gateway, job_id, lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 1)
+    spare_triton.kill()
+    waiting = poll(gateway, job_id, lambda j: j["status"] != "running", timeout=30)
+    assert waiting["status"] == "queued" and "retry" in waiting["message"], waiting
+    spare_triton.start().wait_ready()
+    job = finished(gateway, job_id, timeout=240)
+    assert job["status"] == "succeeded" and job["attempts"] >= 2, job
 
     # With no model server at all, a job fails clearly at its deadline instead of waiting forever.
     orphan = start_gateway({**JOB_ENV, **own_store_env, "I2V_JOB_DEADLINE_S": "6"},

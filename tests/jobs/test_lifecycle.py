@@ -206,7 +206,7 @@ def test_index_scores(status: JobStatus) -> None:
     # cancelling is in the running index too: the reaper must find a cancelling job whose worker died
     assert scores["running"] == (job.lease_until if status in ACTIVE else None)
     assert scores["finished"] == (job.finished_at if status.final else None)
-    assert scores["webhook"] is None
+    assert scores["webhook"] is None and scores["deadline"] is None and scores["model_wait"] is None
     assert sum(scores[name] is not None for name in ("queued", "running", "finished")) == 1
     if status in ACTIVE:
         assert scores["running"] == CREATED + 1 + LEASE_S
@@ -220,6 +220,19 @@ def test_index_scores_for_the_webhook() -> None:
     for state, due in [(WebhookState.delivering, NOW), (WebhookState.delivered, None), (WebhookState.failed, None)]:
         hook = ended.webhook.model_copy(update={"state": state})
         assert ended.model_copy(update={"webhook": hook}).index_scores()["webhook"] == due
+
+
+def test_index_scores_for_the_reaper_and_the_model_watch() -> None:
+    """Only queued jobs with a deadline, or waiting for the model, are in the indexes those two loops read."""
+    queued = reach(JobStatus.queued).model_copy(update={"cancel_at": NOW + 5})
+    assert queued.index_scores()["deadline"] == NOW + 5
+    running = queued.claim("w1", LEASE_S, now=NOW)
+    assert running.index_scores()["deadline"] is None  # a worker cancels a running job at its deadline
+    waiting = running.wait_for_model("the model is not ready", NOW + 30, now=NOW)
+    assert (waiting.index_scores()["model_wait"], waiting.index_scores()["deadline"]) == (NOW + 30, NOW + 5)
+    resumed = waiting.resume(now=NOW + 1)
+    assert resumed is not None and resumed.index_scores()["model_wait"] == NOW + 1
+    assert resumed.claim("w1", LEASE_S, now=NOW + 1).index_scores()["model_wait"] is None
 
 
 # --- the lease reaper's decision ---

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -91,6 +93,41 @@ def test_changes_record_events_in_order_in_the_same_write(run) -> None:
         await store.delete(job.id)
         assert await store.events_after(job.id, 0) == []
     run(scenario)
+
+
+def test_the_deadline_and_model_wait_indexes_hold_only_the_jobs_they_name(run) -> None:
+    async def scenario(store: JobStore) -> None:
+        plain, timed, waiting = new_job(created_at=100.0), new_job(created_at=101.0), new_job(created_at=102.0)
+        timed = timed.model_copy(update={"cancel_at": 160.0})
+        for job in (plain, timed, waiting):
+            await store.insert(job, b"png", None, 60)
+        await store.mutate(waiting.id, lambda j: j.claim("w1", lease_s=50.0, now=103.0).wait_for_model(
+            "the model is not ready", 130.0, now=104.0))
+        assert await store.due("deadline", 200.0) == [timed.id]
+        assert [job.id for job in await store.jobs_in("model_wait", math.inf, 10)] == [waiting.id]
+        await store.mutate(timed.id, lambda j: j.claim("w1", lease_s=50.0, now=105.0))
+        assert await store.due("deadline", 200.0) == []
+        await store.delete(waiting.id)
+        assert await store.jobs_in("model_wait", math.inf, 10) == []
+    run(scenario)
+
+
+def test_an_sqlite_file_from_before_an_index_gains_it(tmp_path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:  # the jobs table as the first release wrote it
+        db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL, "
+                   "doc TEXT NOT NULL, queued_at REAL, running_at REAL, webhook_at REAL, finished_at REAL)")
+    db.close()
+
+    async def scenario() -> None:
+        store = SQLiteJobStore(path)
+        try:
+            job = new_job(created_at=100.0).model_copy(update={"cancel_at": 160.0})
+            await store.insert(job, b"png", None, 60)
+            assert await store.due("deadline", 200.0) == [job.id]
+        finally:
+            await store.close()
+    asyncio.run(scenario())
 
 
 def test_list_for_owner_is_newest_first_and_paged(run) -> None:

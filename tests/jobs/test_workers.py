@@ -407,14 +407,21 @@ def test_a_stale_claim_of_the_same_worker_id_cannot_finish_the_job(run) -> None:
     run(scenario)
 
 
+async def store_lost_while_rendering(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker],
+                                     ) -> tuple[FakeRenderer, Job, asyncio.Task[None]]:
+    """A claimed job whose render has started (and blocks), the store gone away just then."""
+    fake = FakeRenderer(steps=1, hold_progress=True, block=True)
+    w = worker(fake)
+    job = await claimed(store, w)
+    running = asyncio.create_task(w.run(job))
+    await fake.render_started.wait()
+    store.away = True
+    return fake, job, running
+
+
 def test_a_store_outage_longer_than_the_lease_cancels_the_render_and_hands_the_job_back(run) -> None:
     async def scenario(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
-        fake = FakeRenderer(steps=1, hold_progress=True, block=True)
-        w = worker(fake)
-        job = await claimed(store, w)
-        running = asyncio.create_task(w.run(job))
-        await fake.render_started.wait()
-        store.away = True
+        fake, job, running = await store_lost_while_rendering(store, worker)
         # Renewals fail until the lease is nearly over; then the render is stopped, not abandoned.
         await fake.render_cancelled.wait()
         assert not running.done()  # it waits for the store to hand the job back
@@ -430,12 +437,7 @@ def test_a_store_outage_longer_than_the_lease_cancels_the_render_and_hands_the_j
 
 def test_a_store_outage_within_the_lease_does_not_stop_the_render(run) -> None:
     async def scenario(store: FlakyStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
-        fake = FakeRenderer(steps=1, hold_progress=True, block=True)
-        w = worker(fake)
-        job = await claimed(store, w)
-        running = asyncio.create_task(w.run(job))
-        await fake.render_started.wait()
-        store.away = True
+        fake, job, running = await store_lost_while_rendering(store, worker)
         await store.failed.wait()  # one renewal failed
         store.away = False
         fake.release.set()

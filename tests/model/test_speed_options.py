@@ -261,16 +261,11 @@ def test_step_cache_interval_travels_through_triton(triton) -> None:
     from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
 
     client = httpclient.InferenceServerClient(triton.http_url, network_timeout=300)
-    request = VideoRequest(image=gradient_png(), prompt="a cat", num_frames=8, num_inference_steps=4, height=64,
-                           width=64, seed=5)
 
     def run(interval: int | None) -> np.ndarray:
-        inputs = build_inputs(httpclient, request)
-        if interval is not None:
-            extra = httpclient.InferInput("STEP_CACHE_INTERVAL", [1, 1], "INT32")
-            extra.set_data_from_numpy(np.array([[interval]], dtype=np.int32))
-            inputs.append(extra)
-        return client.infer(MODEL_NAME, inputs).as_numpy("FRAMES")
+        request = VideoRequest(image=gradient_png(), prompt="a cat", num_frames=8, num_inference_steps=4, height=64,
+                               width=64, seed=5, step_cache_interval=interval)
+        return client.infer(MODEL_NAME, build_inputs(httpclient, request)).as_numpy("FRAMES")
 
     assert np.array_equal(run(None), run(0))  # the CPU config's default is off
     assert run(2).shape == (1, 8, 64, 64, 3)

@@ -162,6 +162,19 @@ def session_cookie(gateway: GatewayServer) -> dict[str, str]:
     return dict(answer.cookies)
 
 
+def test_uploads_to_the_page_are_deleted_after_the_retention(start_gateway, tmp_path: Path) -> None:
+    gateway = start_gateway({"I2V_RETENTION_S": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(image, "PNG")
+    answer = httpx.post(f"{gateway.url}/ui/gradio_api/upload", files={"files": ("photo.png", image.getvalue())},
+                        headers={"Origin": gateway.url}, cookies=session_cookie(gateway))
+    assert answer.status_code == 200, answer.text
+    [uploaded] = [Path(path) for path in answer.json()]
+    assert uploaded.is_relative_to(tmp_path / "gradio")
+    gateway.wait_until(uploaded.exists, 30, "the upload in Gradio's folder")
+    gateway.wait_until(lambda: not uploaded.exists(), 30, "the upload deleted a second after its upload")
+
+
 def test_sign_in_sets_a_strict_httponly_session_not_the_key(ui_gateway: GatewayServer) -> None:
     answer = httpx.post(f"{ui_gateway.url}/ui/login", data={"key": API_TOKEN}, headers={"Origin": ui_gateway.url})
     cookie = answer.headers["set-cookie"]
