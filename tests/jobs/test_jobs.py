@@ -294,7 +294,10 @@ def test_triton_restart_during_a_job(start_gateway, own_store_env: dict[str, str
     job = finished(gateway, job_id, timeout=240)
     assert job["status"] == "succeeded" and job["attempts"] >= 2, job
 
-    # With no model server at all, a job fails clearly at its deadline instead of waiting forever.
+
+def test_with_no_model_server_a_job_fails_clearly_at_its_deadline(start_gateway,
+                                                                  own_store_env: dict[str, str]) -> None:
+    """Instead of waiting forever. (A store of its own: a gateway with a model would run the job.)"""
     orphan = start_gateway({**JOB_ENV, **own_store_env, "I2V_JOB_DEADLINE_S": "6"},
                            triton_grpc_url=f"127.0.0.1:{free_port()}")
     with WebhookReceiver() as receiver:
