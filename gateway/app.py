@@ -24,7 +24,6 @@ from gateway.errors import install_error_handlers
 from gateway.generation.outputs import URL_PREFIX, OutputStore
 from gateway.redis_persistence import log_persistence
 from gateway.services import Services, edge_services
-from gateway.ui.mount import mount_ui
 
 logger = logging.getLogger("gateway")
 
@@ -76,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.ui_enabled:
         # The web UI at /ui: a client of the same job layer, behind its own session and CSRF guard.
+        # Imported here: Gradio is 3.5 s of a gateway's start, which an API-only gateway skips.
+        from gateway.ui.mount import mount_ui
+
         mount_ui(app, settings, outputs.directory)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -55,6 +55,9 @@ def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
 
     def start(env: dict[str, str] | None = None, triton_grpc_url: str | None = None) -> GatewayServer:
         log_dir = tmp_path_factory.mktemp("gateway")
+        # API-only unless a test asks for the web UI: loading Gradio is most of a gateway's start
+        # (3.5 of 5 s of CPU), and the suite starts dozens. The session's default gateway has it.
+        env = {"I2V_UI_ENABLED": "false", **(env or {})}
         server = GatewayServer(log_dir, triton_grpc_url or triton.grpc_url, API_TOKEN, env, cwd=log_dir)
         gateways.append(server)
         _started.append(server)
@@ -66,10 +69,10 @@ def start_gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def gateway(start_gateway) -> GatewayServer:
-    """The default gateway, with small input limits so the limit tests stay light."""
-    return start_gateway({"I2V_MAX_BODY_BYTES": str(4 * 1024 * 1024), "I2V_MAX_IMAGE_BYTES": str(2 * 1024 * 1024),
+    """The default gateway (web UI included), with small input limits so the limit tests stay light."""
+    return start_gateway({"I2V_UI_ENABLED": "true",
+                          "I2V_MAX_BODY_BYTES": str(4 * 1024 * 1024), "I2V_MAX_IMAGE_BYTES": str(2 * 1024 * 1024),
                           "I2V_MAX_IMAGE_PIXELS": str(12_000_000),
-                          # The documented 512p, 50-step example takes minutes on a CI CPU.
                           "I2V_INFERENCE_TIMEOUT_S": "1500",
                           # These tests send bursts on purpose; test_limits.py covers the limits.
                           "I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_MAX_CONCURRENT_PER_KEY": "0",

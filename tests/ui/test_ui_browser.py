@@ -18,11 +18,12 @@ from tests.support.browser import LoopbackPage, loopback_page
 pytestmark = pytest.mark.integration
 OTHER_KEY = "other-key-0123456789"
 SMALL = {"frames": "8", "steps": "4"}  # with 256p: seconds on a CPU
+UI_ON = {"I2V_UI_ENABLED": "true"}  # the tests' gateways are API-only unless asked
 
 
 @pytest.fixture(scope="module")
 def ui_gateway(start_gateway) -> GatewayServer:
-    return start_gateway({"I2V_API_KEYS": f"other={OTHER_KEY}", "I2V_CACHE_MAX_BYTES": "0",
+    return start_gateway({**UI_ON, "I2V_API_KEYS": f"other={OTHER_KEY}", "I2V_CACHE_MAX_BYTES": "0",
                           "I2V_RATE_LIMIT_PER_MINUTE": "0"})
 
 
@@ -163,7 +164,7 @@ def session_cookie(gateway: GatewayServer) -> dict[str, str]:
 
 
 def test_uploads_to_the_page_are_deleted_after_the_retention(start_gateway, tmp_path: Path) -> None:
-    gateway = start_gateway({"I2V_RETENTION_S": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    gateway = start_gateway({**UI_ON, "I2V_RETENTION_S": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 40, 40)).save(image, "PNG")
     answer = httpx.post(f"{gateway.url}/ui/gradio_api/upload", files={"files": ("photo.png", image.getvalue())},
@@ -217,7 +218,7 @@ def test_no_file_outside_the_ui_through_its_file_routes(ui_gateway: GatewayServe
 
 def test_the_ui_and_the_api_are_one_process_and_the_ui_has_its_own_port_too(start_gateway) -> None:
     ui_port = free_port()
-    gateway = start_gateway({"I2V_UI_PORT": str(ui_port)})
+    gateway = start_gateway({**UI_ON, "I2V_UI_PORT": str(ui_port)})
     assert http_ok(f"{gateway.url}/healthz") and http_ok(f"{gateway.url}/ui/login")
     assert http_ok(f"http://127.0.0.1:{ui_port}/ui/login")
     assert gateway.process is not None
