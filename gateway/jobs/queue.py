@@ -84,6 +84,10 @@ class QueueSnapshot:
         done = job.progress.step if job.progress is not None and job.status in ACTIVE else 0
         return max(0, job.params.steps - done) * rate
 
+    def holds(self, job: Job) -> bool:
+        """Whether the job is queued in this snapshot."""
+        return job.id in self._positions
+
     def place(self, job: Job) -> Place:
         if job.status.final:
             return Place()

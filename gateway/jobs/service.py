@@ -58,6 +58,7 @@ class JobService:
         self.generation = generation
         self.wake = wake  # set on submit so a local worker starts at once
         self._seconds_per_step: float | None = None
+        self._last_snapshot: tuple[float, QueueSnapshot] | None = None  # (monotonic time, snapshot)
 
     async def store_readiness(self) -> str | None:
         """Why the job store is not usable, or None when it answers (``/readyz``)."""
@@ -178,16 +179,27 @@ class JobService:
             await asyncio.wait_for(ended(), seconds)
         return await self.get(job.id, job.owner)
 
-    async def place(self, job: Job) -> Place:
-        """The job's place in the queue and its estimated seconds to the end (queue.py)."""
-        return Place() if job.status.final else (await self.snapshot()).place(job)
+    async def place(self, job: Job, max_age_s: float = 0.0) -> Place:
+        """The job's place in the queue and its estimated seconds to the end (queue.py), from a
+        snapshot at most ``max_age_s`` old that holds the job."""
+        if job.status.final:
+            return Place()
+        snapshot = await self.snapshot(max_age_s)
+        if job.status is JobStatus.queued and not snapshot.holds(job) and max_age_s > 0:
+            snapshot = await self.snapshot()  # queued since that snapshot
+        return snapshot.place(job)
 
-    async def snapshot(self) -> QueueSnapshot:
+    async def snapshot(self, max_age_s: float = 0.0) -> QueueSnapshot:
+        """The queue as it is, or as it was up to ``max_age_s`` ago: the streams of waiting jobs
+        share one read of the queue a second instead of one each."""
+        if self._last_snapshot is not None and time.monotonic() - self._last_snapshot[0] <= max_age_s:
+            return self._last_snapshot[1]
         queued = await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total)
         running = await self.store.jobs_in("running", math.inf, RUNNING_WINDOW)
         turns = await self.store.turns(sorted({job.owner for job in queued}))
         snapshot = QueueSnapshot(queued, running, self._seconds_per_step, turns)
         self._seconds_per_step = snapshot.s_per_step  # remembered for when nothing runs
+        self._last_snapshot = (time.monotonic(), snapshot)
         return snapshot
 
     async def _poll(self, job_id: str, after: int) -> AsyncIterator[JobEvent | None]:
@@ -235,7 +247,7 @@ class JobService:
                 if event is not None:
                     yield event
                 continue
-            place = await self.place(job)
+            place = await self.place(job, max_age_s=PLACE_POLL_S / 2)
             if event is None and not _moved(sent, place):
                 continue
             sent = place

@@ -17,6 +17,8 @@ from i2v_client import (
     BadRequest,
     Client,
     Conflict,
+    Forbidden,
+    GatewayTimeout,
     I2VClient,
     NotFound,
     PayloadTooLarge,
@@ -109,6 +111,16 @@ def test_one_error_per_status_class(client: Client, sdk_gateway: GatewayServer, 
     client.submit(photo, "x", idempotency_key=key, **SMALL)
     with pytest.raises(Conflict):
         client.submit(photo, "y", idempotency_key=key, **SMALL)
+    with pytest.raises(GatewayTimeout) as timed_out:  # the caller's deadline passed mid-render
+        client.generate(photo, "x", cancel_after_s=0.5, **{**SMALL, "steps": 150})
+    assert timed_out.value.status == 504 and "Cancel-After" in timed_out.value.message
+
+
+def test_an_address_outside_the_allow_list_is_forbidden(start_gateway) -> None:
+    gateway = start_gateway({**SDK_ENV, "I2V_IP_ALLOWLIST": "198.51.100.0/24"})
+    with Client(gateway.url, gateway.token) as client, pytest.raises(Forbidden) as forbidden:
+        client.list_jobs()
+    assert forbidden.value.status == 403 and "address is not allowed" in forbidden.value.message
 
 
 def test_rate_limited_answers_carry_retry_after(limited_gateway: GatewayServer, photo: Path) -> None:

@@ -3,16 +3,20 @@ Cancel-After parsing: pure, no store, no event loop, no clock."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from gateway.api.deps import parse_duration_s
+from gateway.config import Settings
 from gateway.errors import InvalidFieldError
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.jobs.queue import QueueSnapshot, fair_order
 from gateway.jobs.records import PROGRESS_WEBHOOK_EVERY_S, Job, JobProgress, Webhook, WebhookState
+from gateway.jobs.service import JobService
+from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.schemas import JobStatus, VideoParams, WebhookEvent
 
 T0 = 1_000.0
@@ -121,3 +125,21 @@ def test_cancel_after_durations(text: str, seconds: float) -> None:
 def test_bad_cancel_after_durations_are_refused(text: str) -> None:
     with pytest.raises(InvalidFieldError, match="Cancel-After"):
         parse_duration_s(text)
+
+
+def test_waiting_streams_share_a_recent_snapshot_and_a_newly_queued_job_gets_a_fresh_one(tmp_path) -> None:
+    async def scenario() -> None:
+        store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+        service = JobService(Settings(api_token="t" * 20), store, generation=None)  # type: ignore[arg-type]
+        try:
+            first = job("alice", 0)
+            await store.insert(first, b"png", None, 60)
+            shared = await service.snapshot(max_age_s=60)
+            assert await service.snapshot(max_age_s=60) is shared  # one read serves every stream
+            assert await service.snapshot() is not shared  # a plain look reads the queue
+            later = job("bob", 1)
+            await store.insert(later, b"png", None, 60)
+            assert (await service.place(later, max_age_s=60)).queue_position == 2  # not in the shared one
+        finally:
+            await store.close()
+    asyncio.run(scenario())
