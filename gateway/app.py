@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.api import docs, generate, health, jobs
 from gateway.config import Settings
@@ -31,10 +32,12 @@ logger = logging.getLogger("gateway")
 def create_app(settings: Settings) -> FastAPI:
     outputs = OutputStore(settings.outputs_dir)
     # One connection pool for the job store, the rate limits and the nonces; closed at shutdown.
-    # A pooled connection that outlived a Redis restart fails on its next use: a retry on a fresh
-    # connection answers the caller instead of a 503, while a real outage still fails within 0.3 s.
-    redis = (aioredis.from_url(settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2))
-             if settings.redis_url else None)
+    # A pooled connection that outlived a Redis restart fails on its next use, before the server
+    # saw the command: one retry on a fresh connection answers the caller instead of a 503. Only
+    # connection errors: a timed-out command may have run, and the nonce, rate-limit and insert
+    # writes must not run twice.
+    retry = Retry(ExponentialBackoff(cap=0.1, base=0.05), 1, supported_errors=(RedisConnectionError,))
+    redis = aioredis.from_url(settings.redis_url, retry=retry) if settings.redis_url else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
