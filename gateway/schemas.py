@@ -62,8 +62,9 @@ class VideoParams(BaseModel):
         None, ge=0, le=2**53 - 1,
         description="Same seed and inputs, same video (and a cached answer for a repeat). Omitted: random.")
     fit: FitMode = Field(FitMode.crop, description="crop: fill the frame and cut edges; pad: keep all, add bars.")
+    # Left out of stored jobs while unset, so replicas of the version before it still read them.
     step_cache_interval: int | None = Field(
-        None, ge=0, le=150,
+        None, ge=0, le=150, exclude_if=lambda value: value is None,
         description="Step caching (DeepCache): the deep UNet blocks run every N steps and are reused between, "
                     "faster but the frames change (judge on your weights first). 0 or 1: off. Omitted: the model's "
                     "configured default (off as shipped).")

@@ -91,3 +91,19 @@ def test_retention_removes_every_format_and_the_posters(tmp_path: Path) -> None:
         os.utime(tmp_path / name, (when, when))
     assert remove_files_older_than(tmp_path, time.time() - 3600) == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jpg", "f.webm"]
+
+
+def test_the_cache_key_keeps_earlier_keys_and_tells_step_caching_apart() -> None:
+    from dataclasses import replace
+
+    from gateway.generation.cache import cache_key
+    from gateway.generation.triton_inputs import VideoRequest
+
+    video = VideoRequest(image=b"png", prompt="a cat", seed=7, height=256, width=256, num_frames=8,
+                         num_inference_steps=4)
+    # What the release before step_cache_interval computed for this request (git 1d6762e): its
+    # cached videos are still found.
+    assert cache_key("i2vgen_xl", video, 8, OutputFormat.mp4) == \
+        "4ccdab129f9978359123be2aa324e0ac74f1db0bd06dfe4b676dee4810ed98b1"
+    keys = {cache_key("i2vgen_xl", replace(video, step_cache_interval=n), 8, OutputFormat.mp4) for n in (2, 3)}
+    assert len(keys) == 2 and cache_key("i2vgen_xl", video, 8, OutputFormat.mp4) not in keys
