@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 
 from gateway.config import Settings
@@ -14,6 +15,7 @@ from gateway.jobs.records import ACTIVE, Job, JobStatus
 from gateway.jobs.store import JobStore
 
 logger = logging.getLogger("gateway.jobs")
+NEWER_INDEXES = ("deadline", "model_wait")  # indexes a gateway of an earlier version did not keep
 
 
 class LeaseReaper:
@@ -22,6 +24,7 @@ class LeaseReaper:
         self.store = store
         self.wake = wake
         self.interval_s = min(1.0, settings.job_lease_s / 3)
+        self._indexed_earlier_jobs = False
 
     def expire(self, job: Job, now: float) -> Job | None:
         """What a job with a lapsed lease becomes: cancelled if the caller asked, failed after too
@@ -36,6 +39,15 @@ class LeaseReaper:
                 500, f"its gateway stopped while running it {lost} times; giving up", now)
         return job.requeue("queued again: its gateway stopped while running it", lost_worker=True, now=now)
 
+    async def index_earlier_jobs(self) -> None:
+        """Queued jobs written by a gateway of an earlier version, which kept no deadline or
+        model-wait index, join those indexes (a few reads and writes at start)."""
+        for job in await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total):
+            for index in NEWER_INDEXES:
+                score = job.index_scores()[index]
+                if score is not None:
+                    await self.store.set_index(index, job.id, score)
+
     @staticmethod
     def cancel_overdue(job: Job, now: float) -> Job | None:
         return job.cancel(job.deadline_message(), now) if job.status is JobStatus.queued \
@@ -47,6 +59,9 @@ class LeaseReaper:
         # A store error restarts this loop (loops.run_forever), and with it that period; the
         # worker hands its job back itself meanwhile, without counting a lost worker.
         answering_since = time.time()
+        if not self._indexed_earlier_jobs:
+            await self.index_earlier_jobs()
+            self._indexed_earlier_jobs = True
         while True:
             now = time.time()
             reap = now - answering_since >= self.settings.job_lease_s
@@ -55,8 +70,16 @@ class LeaseReaper:
                 if changed and job is not None:
                     logger.warning("job %s: lease of a stopped worker expired; now %s", job_id, job.status.value)
                     self.wake.set()
-            for job_id in await self.store.due("deadline", now):
-                _, changed = await self.store.mutate(job_id, functools.partial(self.cancel_overdue, now=now))
-                if changed:
-                    self.wake.set()  # its webhook is due
+            await self.cancel_overdue_jobs(now)
             await asyncio.sleep(self.interval_s)
+
+    async def cancel_overdue_jobs(self, now: float) -> None:
+        """Cancel the queued jobs past their caller's deadline."""
+        for job_id in await self.store.due("deadline", now):
+            job, changed = await self.store.mutate(job_id, functools.partial(self.cancel_overdue, now=now))
+            if changed:
+                self.wake.set()  # its webhook is due
+            elif job is None or job.index_scores()["deadline"] is None:
+                # Left by a gateway of an earlier version (it claimed or deleted the job without
+                # knowing this index): out, or it would hold a place in every look.
+                await self.store.set_index("deadline", job_id, None)

@@ -115,6 +115,14 @@ class RedisJobStore(JobStore):
         ids = await self._redis.zrangebyscore(self._key(index), "-inf", until, start=0, num=limit)
         return [_text(i) for i in ids]
 
+    async def set_index(self, index: str, job_id: str, score: float | None) -> None:
+        if index not in INDEXES:
+            raise ValueError(index)
+        if score is None:
+            await self._redis.zrem(self._key(index), job_id)
+        else:
+            await self._redis.zadd(self._key(index), {job_id: score})
+
     async def jobs_in(self, index: str, until: float, limit: int) -> list[Job]:
         return await self._jobs(await self.due(index, until, limit))
 

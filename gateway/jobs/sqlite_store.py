@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -41,12 +42,13 @@ CREATE INDEX IF NOT EXISTS cache_lru ON cache (last_used);
 
 
 def _index_columns(db: sqlite3.Connection) -> None:
-    """A column and an SQL index per job index; a file from before an index gains its column (its
-    jobs join that index when next written; until then the workers' own checks cover them)."""
+    """A column and an SQL index per job index; a file from before an index gains its column (the
+    reaper puts the queued jobs into the new indexes as it starts)."""
     existing = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     for name in INDEXES:
         if f"{name}_at" not in existing:
-            db.execute(f"ALTER TABLE jobs ADD COLUMN {name}_at REAL")
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it just now
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name}_at REAL")
         db.execute(f"CREATE INDEX IF NOT EXISTS jobs_{name} ON jobs ({name}_at)")
 
 
@@ -137,6 +139,11 @@ class SQLiteJobStore(JobStore):
             f"SELECT id FROM jobs WHERE {index}_at IS NOT NULL AND {index}_at <= ? ORDER BY {index}_at LIMIT ?",
             (until, limit)).fetchall())
         return [row[0] for row in rows]
+
+    async def set_index(self, index: str, job_id: str, score: float | None) -> None:
+        if index not in INDEXES:
+            raise ValueError(index)
+        await self._run(lambda db: db.execute(f"UPDATE jobs SET {index}_at = ? WHERE id = ?", (score, job_id)))
 
     async def jobs_in(self, index: str, until: float, limit: int) -> list[Job]:
         if index not in INDEXES:

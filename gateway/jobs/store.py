@@ -51,6 +51,11 @@ class JobStore(CacheIndex):
         """The jobs ``due`` would name, read in one go (the queue order and ETAs need them all)."""
 
     @abstractmethod
+    async def set_index(self, index: str, job_id: str, score: float | None) -> None:
+        """Put a job in ``index`` with ``score``, or take it out (None), leaving the job as it is:
+        for indexes that a gateway of an earlier version wrote no entry to, or a stale one."""
+
+    @abstractmethod
     async def record_turn(self, owner: str, at: float) -> None:
         """Note that a worker just started one of ``owner``'s jobs (queue.py serves keys in turn)."""
 

@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.config import Settings
 from gateway.generation.cache import CacheEntry
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
+from gateway.jobs.reaper import LeaseReaper
 from gateway.jobs.records import IdempotencyConflictError, Job
 from gateway.jobs.redis_store import RedisJobStore
 from gateway.jobs.sqlite_store import SQLiteJobStore
@@ -112,19 +114,43 @@ def test_the_deadline_and_model_wait_indexes_hold_only_the_jobs_they_name(run) -
     run(scenario)
 
 
-def test_an_sqlite_file_from_before_an_index_gains_it(tmp_path) -> None:
+def test_jobs_of_an_earlier_version_join_the_new_indexes_and_its_stale_entries_go(run) -> None:
+    """A gateway of the version before the deadline index wrote no entry to it, and claimed or
+    deleted jobs without taking theirs out; the reaper of this version mends both."""
+    async def scenario(store: JobStore) -> None:
+        reaper = LeaseReaper(Settings(api_token="t" * 20), store, asyncio.Event())
+        unindexed, claimed = (new_job(created_at=100.0).model_copy(update={"cancel_at": at}) for at in (150.0, 160.0))
+        for job in (unindexed, claimed):
+            await store.insert(job, b"png", None, 60)
+        await store.set_index("deadline", unindexed.id, None)  # as the earlier version wrote it
+        await reaper.index_earlier_jobs()
+        assert await store.due("deadline", 200.0) == [unindexed.id, claimed.id]
+        await store.mutate(claimed.id, lambda j: j.claim("w1", lease_s=50.0, now=105.0))
+        await store.set_index("deadline", claimed.id, 160.0)  # the earlier version's claim left it
+        await reaper.cancel_overdue_jobs(now=200.0)
+        assert await store.due("deadline", 300.0) == []
+        statuses = [job.status for job in [await store.get(unindexed.id), await store.get(claimed.id)] if job]
+        assert statuses == [JobStatus.cancelled, JobStatus.running]
+    run(scenario)
+
+
+def test_an_sqlite_file_from_before_an_index_gains_it_with_its_queued_jobs(tmp_path) -> None:
     path = tmp_path / "jobs.sqlite3"
-    with sqlite3.connect(path) as db:  # the jobs table as the first release wrote it
+    earlier = new_job(created_at=100.0).model_copy(update={"cancel_at": 160.0})
+    with sqlite3.connect(path) as db:  # the jobs table as the release before the index wrote it
         db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL, "
                    "doc TEXT NOT NULL, queued_at REAL, running_at REAL, webhook_at REAL, finished_at REAL)")
+        db.execute("INSERT INTO jobs (id, owner, created_at, doc, queued_at) VALUES (?, ?, ?, ?, ?)",
+                   (earlier.id, earlier.owner, earlier.created_at, earlier.model_dump_json(), earlier.run_after))
     db.close()
 
     async def scenario() -> None:
         store = SQLiteJobStore(path)
         try:
-            job = new_job(created_at=100.0).model_copy(update={"cancel_at": 160.0})
-            await store.insert(job, b"png", None, 60)
-            assert await store.due("deadline", 200.0) == [job.id]
+            await LeaseReaper(Settings(api_token="t" * 20), store, asyncio.Event()).index_earlier_jobs()
+            later = new_job(created_at=101.0).model_copy(update={"cancel_at": 170.0})
+            await store.insert(later, b"png", None, 60)
+            assert await store.due("deadline", 200.0) == [earlier.id, later.id]
         finally:
             await store.close()
     asyncio.run(scenario())
