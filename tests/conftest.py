@@ -43,9 +43,15 @@ def _spare_triton_process(tiny_model_path: Path, tmp_path_factory: pytest.TempPa
 def spare_triton(_spare_triton_process: TritonServer) -> TritonServer:
     """A second tritonserver for the tests that kill and restart one (killing the session's would
     break the tests that share it); started once, and again for the next test if one left it dead."""
-    if not _spare_triton_process.running:
-        _spare_triton_process.start().wait_ready()
-    return _spare_triton_process
+    server = _spare_triton_process
+    if server.running:
+        try:
+            server.wait_ready(timeout=120)  # a test may have ended during a restart
+        except TimeoutError:
+            server.kill()
+    if not server.running:
+        server.start().wait_ready()
+    return server
 
 
 @pytest.fixture(scope="session")

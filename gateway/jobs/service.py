@@ -192,7 +192,8 @@ class JobService:
     async def snapshot(self, max_age_s: float = 0.0) -> QueueSnapshot:
         """The queue as it is, or as it was up to ``max_age_s`` ago: the streams of waiting jobs
         share one read of the queue a second instead of one each."""
-        if self._last_snapshot is not None and time.monotonic() - self._last_snapshot[0] <= max_age_s:
+        if max_age_s > 0 and self._last_snapshot is not None \
+                and time.monotonic() - self._last_snapshot[0] <= max_age_s:
             return self._last_snapshot[1]
         queued = await self.store.jobs_in("queued", math.inf, self.settings.max_queued_total)
         running = await self.store.jobs_in("running", math.inf, RUNNING_WINDOW)

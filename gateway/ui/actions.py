@@ -113,6 +113,8 @@ class UiActions:
         try:
             image = base64.b64encode(Path(form.image).read_bytes()).decode()
             body = form.job_request(image)
+        except FileNotFoundError:  # uploads are deleted after I2V_RETENTION_S (page.py)
+            raise InvalidImageError(text(language, "upload_expired")) from None
         except ValidationError as exc:
             raise InvalidFieldError(describe_validation(exc.errors())) from None
         await self._spend_rate_budget(caller)
