@@ -87,8 +87,12 @@ frontend stats
         return f"http://127.0.0.1:{self.port}"
 
     def server_status(self) -> dict[str, str]:
-        """Each backend server's state as haproxy's health checks see it (UP, DOWN, ...)."""
-        text = httpx.get(f"http://127.0.0.1:{self.stats_port}/;csv", timeout=5).text.removeprefix("# ")
+        """Each backend server's state as haproxy's health checks see it (UP, DOWN, ...); none
+        while haproxy is still starting."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.stats_port}/;csv", timeout=5).text.removeprefix("# ")
+        except httpx.ConnectError:
+            return {}
         return {row["svname"]: row["status"] for row in csv.DictReader(io.StringIO(text))
                 if row["pxname"] == "gateways" and row["svname"] not in ("FRONTEND", "BACKEND")}
 
