@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from fastapi import FastAPI
 
+from gateway.errors import InvalidImageError
+from gateway.ui.actions import FormValues, UiActions
 from gateway.ui.guard import file_allowed, same_origin
 from gateway.ui.session import SessionSigner
 from gateway.ui.texts import TEXTS, pick_language
@@ -61,3 +66,11 @@ def test_state_changes_need_this_gateways_origin() -> None:
     for headers in ({}, {"origin": "null"}, {"origin": "http://evil.example"},
                     {"origin": "http://127.0.0.1:8001"}, {"referer": "http://127.0.0.1.evil.example/"}):
         assert not same_origin(_scope(headers), None), headers
+
+
+def test_an_expired_upload_asks_for_the_image_again(tmp_path: Path) -> None:
+    """Uploads are deleted after I2V_RETENTION_S; a form still naming one gets the reason, not a 500."""
+    form = FormValues(image=str(tmp_path / "deleted.png"), prompt="a cat", negative_prompt="", resolution="256p",
+                      num_frames=8, fps=8, steps=2, guidance_scale=9.0, seed=None, random_seed=True, fit="crop")
+    with pytest.raises(InvalidImageError, match="expired; upload the image again"):
+        asyncio.run(UiActions(FastAPI()).submit(form, "en", SimpleNamespace(username="alice")))  # type: ignore[arg-type]
