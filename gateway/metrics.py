@@ -64,6 +64,9 @@ ENCODE_SECONDS = Histogram(
 WEBHOOK_DELIVERIES = Counter(
     "i2v_webhook_deliveries", "Webhook delivery attempts, by outcome (delivered, failed).", ["outcome"],
     registry=REGISTRY)
+JOBS_ENDED = Counter(
+    "i2v_jobs_ended", "Jobs that reached a final state (succeeded, failed, cancelled), counted by the replica "
+    "whose write ended them.", ["state"], registry=REGISTRY)
 TRITON_ERRORS = Counter(
     "i2v_triton_errors", "Failed Triton inference calls, by gRPC status (unavailable, deadline_exceeded, ...).",
     ["kind"], registry=REGISTRY)

@@ -87,7 +87,7 @@ class RedisJobStore(JobStore):
         raw = await self._redis.get(self._key("job", job_id))
         return Job.model_validate_json(raw) if raw is not None else None
 
-    async def mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
+    async def _mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
         key = self._key("job", job_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:

@@ -121,7 +121,7 @@ class SQLiteJobStore(JobStore):
     async def get(self, job_id: str) -> Job | None:
         return await self._run(lambda db: self._read(db, job_id))
 
-    async def mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
+    async def _mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
         def work(db: sqlite3.Connection) -> tuple[Job | None, bool]:
             job = self._read(db, job_id)
             if job is None:

@@ -12,6 +12,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway import metrics
 from gateway.generation.cache import CacheIndex
 from gateway.jobs.records import Job, JobEvent
 
@@ -37,10 +38,25 @@ class JobStore(CacheIndex):
     @abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
 
-    @abstractmethod
     async def mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
         """Apply ``change`` atomically; (job after, whether it changed). ``change`` returning
-        None leaves the job as it is."""
+        None leaves the job as it is. A change that ends the job is counted (i2v_jobs_ended_total)."""
+        ends = False
+
+        def noting_the_end(job: Job) -> Job | None:
+            nonlocal ends  # a store may run the change again (a WATCH conflict): the last run wrote
+            changed = change(job)
+            ends = changed is not None and changed.status.final and not job.status.final
+            return changed
+
+        job, changed = await self._mutate(job_id, noting_the_end)
+        if changed and ends and job is not None:
+            metrics.JOBS_ENDED.labels(job.status.value).inc()
+        return job, changed
+
+    @abstractmethod
+    async def _mutate(self, job_id: str, change: Change) -> tuple[Job | None, bool]:
+        """``mutate`` as the store does it."""
 
     @abstractmethod
     async def due(self, index: str, until: float, limit: int = 20) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway import metrics
 from gateway.config import Settings
 from gateway.generation.cache import CacheEntry
 from gateway.generation.progress import Progress
@@ -154,6 +155,20 @@ def test_an_sqlite_file_from_before_an_index_gains_it_with_its_queued_jobs(tmp_p
         finally:
             await store.close()
     asyncio.run(scenario())
+
+
+def test_a_change_that_ends_a_job_is_counted_once(run) -> None:
+    def ended(state: str) -> float:
+        return metrics.REGISTRY.get_sample_value("i2v_jobs_ended_total", {"state": state}) or 0.0
+
+    async def scenario(store: JobStore) -> None:
+        job = new_job()
+        await store.insert(job, b"png", None, 60)
+        before = ended("cancelled")
+        await store.mutate(job.id, lambda j: j.cancel("cancelled by the caller"))
+        _, changed = await store.mutate(job.id, lambda j: j.model_copy(update={"message": "a later write"}))
+        assert changed and ended("cancelled") == before + 1  # a write to an ended job is no new end
+    run(scenario)
 
 
 def test_list_for_owner_is_newest_first_and_paged(run) -> None:

@@ -68,6 +68,10 @@ def test_prometheus_sees_generations_and_every_dashboard_query_runs(
         assert again.status_code == 200, again.text
         assert api.post("/api/v1/generate", json=small_video(), headers={"Authorization": "Bearer wrong"}) \
             .status_code == 401
+        job = api.post("/api/v1/jobs", json=small_video(seed=12), headers=AUTH)
+        assert job.status_code == 202, job.text
+        wait_for(lambda: api.get(f"/api/v1/jobs/{job.json()['job_id']}", headers=AUTH).json()["status"] == "succeeded",
+                 BOUND_S, "the job to succeed")
 
     wait_for(lambda: prometheus.targets_up().keys() >= {"gateway", "triton"}, BOUND_S, "both targets up")
     # The model's own count and the gateway's, as Prometheus stored them.
@@ -78,6 +82,8 @@ def test_prometheus_sees_generations_and_every_dashboard_query_runs(
     assert wait_for(lambda: sum(prometheus.values("sum(i2v_model_denoising_step_seconds_count)")) >= 2,
                     BOUND_S, "the model's step histogram")
     assert sum(prometheus.values('sum(i2v_cache_lookups_total{result="hit"})')) >= 1
+    assert wait_for(lambda: sum(prometheus.values('sum(i2v_jobs_ended_total{state="succeeded"})')) >= 1,
+                    BOUND_S, "the ended-jobs counter")
 
     queries = dashboard_queries()
     assert len(queries) >= 15
