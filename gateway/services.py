@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
-from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -31,7 +31,7 @@ logger = logging.getLogger("gateway")
 
 def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServices:
     """Per-key budgets and nonces: shared in Redis when configured, else this process's own."""
-    def bucket(per_minute: float, burst: int) -> TokenBucketLimiter | RedisTokenBucketLimiter | None:
+    def bucket(per_minute: float, burst: int) -> Limiter | None:
         if per_minute <= 0:
             return None
         return RedisTokenBucketLimiter(redis, per_minute, burst) if redis is not None \

@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request, Response
 
 from gateway.edge.auth import Caller
 from gateway.edge.fair_queue import QueueRejected
-from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import READS, SUBMISSIONS, spend
 from gateway.edge.state import edge_services
 from gateway.errors import InvalidFieldError, RateLimitedError
 from gateway.services import Services, services
@@ -18,26 +18,16 @@ from gateway.services import Services, services
 App = Annotated[Services, Depends(services)]
 
 
-async def _draw(limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None, bucket: str, what: str,
-                caller: str, response: Response) -> str:
-    """One token from the caller's ``bucket``; 429 naming ``what`` when it is empty."""
-    if limiter is not None:
-        decision = await limiter.acquire(f"{bucket}:{caller}")
-        if not decision.allowed:
-            raise RateLimitedError(f"{what} for key '{caller}' reached; retry in {decision.retry_after_s} s",
-                                   decision.headers())
-        response.headers.update(decision.headers())
-    return caller
-
-
 async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
     """One request from the caller's rate budget (requests that start work); the caller's key name."""
-    return await _draw(edge_services(request).rate_limiter, "key", "rate limit", caller, response)
+    response.headers.update(await spend(edge_services(request).rate_limiter, SUBMISSIONS, caller))
+    return caller
 
 
 async def read_budget(request: Request, response: Response, caller: Caller) -> str:
     """One read (or cancel) of jobs from the caller's own read budget; the caller's key name."""
-    return await _draw(edge_services(request).read_limiter, "read", "read rate limit", caller, response)
+    response.headers.update(await spend(edge_services(request).read_limiter, READS, caller))
+    return caller
 
 
 ReadCaller = Annotated[str, Depends(read_budget)]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from gateway.errors import RateLimitedError
+
 
 @dataclass(frozen=True)
 class RateDecision:
@@ -98,3 +100,29 @@ class RedisTokenBucketLimiter:
         allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
         return _decision(bool(allowed), int(tokens_milli) / 1000, self.burst, self.rate)
 
+
+Limiter = TokenBucketLimiter | RedisTokenBucketLimiter
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One of a key's budgets: its buckets' prefix, and what a refusal calls it."""
+
+    bucket: str
+    name: str
+
+
+SUBMISSIONS = Budget("key", "rate limit")  # requests that start work, from the API or the web UI
+READS = Budget("read", "read rate limit")  # reads and cancels of jobs
+
+
+async def spend(limiter: Limiter | None, budget: Budget, caller: str) -> dict[str, str]:
+    """One request from ``caller``'s ``budget``: the RateLimit headers to answer with (none when
+    the limit is off), or a 429 when the budget is spent."""
+    if limiter is None:
+        return {}
+    decision = await limiter.acquire(f"{budget.bucket}:{caller}")
+    if not decision.allowed:
+        raise RateLimitedError(f"{budget.name} for key '{caller}' reached; retry in {decision.retry_after_s} s",
+                               decision.headers())
+    return decision.headers()

@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
-from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import Limiter
 
 
 class NonceStore(Protocol):
@@ -21,8 +21,8 @@ class NonceStore(Protocol):
 @dataclass(frozen=True)
 class EdgeServices:
     settings: Settings
-    rate_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None  # requests that start work
-    read_limiter: TokenBucketLimiter | RedisTokenBucketLimiter | None  # reads and cancels of jobs
+    rate_limiter: Limiter | None  # requests that start work
+    read_limiter: Limiter | None  # reads and cancels of jobs
     nonces: NonceStore
     generation_slots: FairQueue
 

@@ -19,8 +19,9 @@ import gradio as gr
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from gateway.edge.rate_limit import SUBMISSIONS, spend
 from gateway.edge.state import EdgeServices
-from gateway.errors import ApiError, InvalidFieldError, InvalidImageError, RateLimitedError, describe_validation
+from gateway.errors import ApiError, InvalidFieldError, InvalidImageError, describe_validation
 from gateway.jobs.records import Job, JobEvent
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
@@ -94,15 +95,6 @@ class UiActions:
         scheme = getattr(getattr(request, "url", None), "scheme", None) or "http"
         return f"{scheme}://{request.headers.get('host', 'localhost')}"
 
-    async def _spend_rate_budget(self, caller: str) -> None:
-        # The call the API's rate_budget dependency makes: one budget per key for API and UI.
-        limiter = self.edge.rate_limiter
-        if limiter is not None:
-            decision = await limiter.acquire(f"key:{caller}")
-            if not decision.allowed:
-                raise RateLimitedError(f"rate limit for key '{caller}' reached; retry in {decision.retry_after_s} s",
-                                       decision.headers())
-
     async def submit(self, form: FormValues, language: str, request: gr.Request) -> Job:
         """The stored job for the form, or an ``ApiError`` with the API's message."""
         if not form.image:
@@ -117,7 +109,7 @@ class UiActions:
             raise InvalidImageError(text(language, "upload_expired")) from None
         except ValidationError as exc:
             raise InvalidFieldError(describe_validation(exc.errors())) from None
-        await self._spend_rate_budget(caller)
+        await spend(self.edge.rate_limiter, SUBMISSIONS, caller)  # the API's budget: one per key for both
         job, _ = await self.jobs.submit(body, caller, self.base_url(request))
         logger.info("job %s submitted from the web UI", job.id)
         return job
