@@ -35,10 +35,11 @@ class ModelWatch:
 
     async def waiting(self, now: float) -> list[Job]:
         """The queued jobs whose backoff for the model has not ended yet."""
-        indexed = await self.store.jobs_in("model_wait", math.inf, self.settings.max_queued_total)
-        for stale in [job for job in indexed if job.index_scores()["model_wait"] is None]:
-            await self.store.set_index("model_wait", stale.id, None)  # claimed by an earlier version
-        return [job for job in indexed if job.index_scores()["model_wait"] is not None and job.run_after > now]
+        waiting = []
+        for job in await self.store.jobs_in("model_wait", math.inf, self.settings.max_queued_total):
+            if not await self.store.drop_if_stale("model_wait", job.id, job) and job.run_after > now:
+                waiting.append(job)
+        return waiting
 
     async def resume_waiting(self) -> int:
         """Make every job waiting for the model due now, if the model is ready; how many were."""

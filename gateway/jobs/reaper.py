@@ -79,7 +79,5 @@ class LeaseReaper:
             job, changed = await self.store.mutate(job_id, functools.partial(self.cancel_overdue, now=now))
             if changed:
                 self.wake.set()  # its webhook is due
-            elif job is None or job.index_scores()["deadline"] is None:
-                # Left by a gateway of an earlier version (it claimed or deleted the job without
-                # knowing this index): out, or it would hold a place in every look.
-                await self.store.set_index("deadline", job_id, None)
+            else:  # a stale entry would hold a place in every look
+                await self.store.drop_if_stale("deadline", job_id, job)

@@ -71,6 +71,15 @@ class JobStore(CacheIndex):
         """Put a job in ``index`` with ``score``, or take it out (None), leaving the job as it is:
         for indexes that a gateway of an earlier version wrote no entry to, or a stale one."""
 
+    async def drop_if_stale(self, index: str, job_id: str, job: Job | None) -> bool:
+        """Take ``job_id`` out of ``index`` when the job (as just read) is gone or no longer belongs
+        there: an entry a gateway of an earlier version left, which knew nothing of that index.
+        Whether it was stale."""
+        if job is not None and job.index_scores()[index] is not None:
+            return False
+        await self.set_index(index, job_id, None)
+        return True
+
     @abstractmethod
     async def record_turn(self, owner: str, at: float) -> None:
         """Note that a worker just started one of ``owner``'s jobs (queue.py serves keys in turn)."""
