@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from standardwebhooks.webhooks import Webhook as Signer
-
-from gateway.edge.client_ip import parse_networks
-from gateway.generation.triton_inputs import MODEL_NAME, PROGRESS_MODEL_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "your-token", "secret", "token", "test"}
@@ -72,9 +70,11 @@ class Settings(BaseSettings):
 
     # --- Triton ---
     triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint (host:port).")
-    triton_model: str = Field(MODEL_NAME, description="Model name in the Triton repository.")
+    # Values, not the generation layer's constants (STYLE.md lesson 19): the folder names in
+    # model_repository/, the same as gateway/generation/triton_inputs.py's (tests/gateway/test_config.py).
+    triton_model: str = Field("i2vgen_xl", description="Model name in the Triton repository.")
     triton_progress_model: str = Field(
-        PROGRESS_MODEL_NAME, description="Triton model that streams per-step progress; empty: no progress.")
+        "i2vgen_xl_progress", description="Triton model that streams per-step progress; empty: no progress.")
     inference_timeout_s: float = Field(600.0, gt=0, description="Deadline for one Triton inference.")
 
     # --- shutdown (issue 14) ---
@@ -185,8 +185,10 @@ class Settings(BaseSettings):
             if secret.lower() in PLACEHOLDER_TOKENS or len(secret) < 8:
                 raise ValueError(f"API key '{name}' looks like a placeholder; use a long random secret "
                                  "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
+        # Read as the edge's parse_networks reads them (the edge builds its networks from these values).
         try:
-            parse_networks(self.ip_allowlist + self.trusted_proxies)
+            for cidr in filter(str.strip, self.ip_allowlist + self.trusted_proxies):
+                ipaddress.ip_network(cidr.strip(), strict=False)
         except ValueError as exc:
             raise ValueError(f"I2V_IP_ALLOWLIST / I2V_TRUSTED_PROXIES: {exc}") from None
         if self.webhook_secret is not None:

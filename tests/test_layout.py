@@ -48,10 +48,10 @@ def python_files(folder: str) -> list[Path]:
     return sorted(REPO_ROOT / name for name in listed if name.endswith(".py") and (REPO_ROOT / name).exists())
 
 
-def imports(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+def imports(path: Path, root: Path = REPO_ROOT) -> Iterator[tuple[int, str, list[str]]]:
     """(line, statement, modules) for each import in ``path``. ``from a import b`` names ``a`` and
     ``a.b`` (``b`` may be a module); relative imports are resolved against the file's package."""
-    package = path.relative_to(REPO_ROOT).parent.parts
+    package = path.relative_to(root).parent.parts
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             yield node.lineno, ast.unparse(node), [alias.name for alias in node.names]
@@ -76,6 +76,66 @@ def test_imports_run_one_way(folder: str, forbidden: tuple[str, ...], why: str) 
                 if any(is_within(module, prefix) for module in modules for prefix in forbidden)]
     where = "code outside tests/" if folder == "." else f"{folder}/"
     assert not offences, f"{where} must not import {', '.join(forbidden)}: {why}\n" + "\n".join(offences)
+
+
+def unit_of(module: str, top: str) -> str | None:
+    """The unit ``module`` belongs to: ``top.sub`` for anything in the subpackage ``top/sub/``, or the
+    module ``top.name`` itself; None outside ``top`` and for ``top`` itself (its __init__ is empty,
+    and ``from gateway import metrics`` names it beside the module it means)."""
+    parts = module.split(".")
+    return f"{top}.{parts[1]}" if parts[0] == top and len(parts) > 1 else None
+
+
+def package_graph(files: list[Path], root: Path, top: str = "gateway") -> dict[str, set[str]]:
+    """Which unit of ``top`` imports which, each subpackage taken as one unit."""
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        source = unit_of(".".join(path.relative_to(root).with_suffix("").parts), top)
+        if source is None:
+            continue
+        targets = {unit_of(module, top) for _, _, modules in imports(path, root) for module in modules}
+        graph.setdefault(source, set()).update(target for target in targets if target not in (None, source))
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path that ends where it starts, or None."""
+    done: set[str] = set()
+
+    def walk(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        for target in sorted(graph.get(node, ())):
+            if cycle := walk(target, [*path, node]):
+                return cycle
+        done.add(node)
+        return None
+
+    return next(filter(None, (walk(node, []) for node in sorted(graph))), None)
+
+
+def test_gateway_packages_import_without_a_cycle() -> None:
+    """The rules above name the layers' forbidden imports; this takes each subpackage of gateway/
+    (and each module beside them) as one unit, so a back-edge the rules do not name still fails:
+    config.py reaching up into edge/ or generation/ is where a knot starts (STYLE.md lesson 19)."""
+    cycle = find_cycle(package_graph(python_files("gateway"), REPO_ROOT))
+    assert cycle is None, "gateway's packages import in a cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_package_check_fails_on_a_planted_upward_import(tmp_path: Path) -> None:
+    """The check above on a copy of gateway/ with one line added: the settings importing the edge."""
+    for path in python_files("gateway"):
+        copy = tmp_path / path.relative_to(REPO_ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text())
+    copies = sorted(tmp_path.rglob("*.py"))
+    assert find_cycle(package_graph(copies, tmp_path)) is None  # the copy alone is as clean as the original
+    config = tmp_path / "gateway" / "config.py"
+    config.write_text(config.read_text() + "\nfrom gateway.edge.client_ip import parse_networks\n")
+    cycle = find_cycle(package_graph(copies, tmp_path))
+    assert cycle is not None and "gateway.config" in cycle and "gateway.edge" in cycle, cycle
 
 
 def test_every_gateway_package_is_installed() -> None:

@@ -67,3 +67,22 @@ def test_video_url_uses_the_configured_base(tmp_path) -> None:
     path = store.new_path()
     assert store.url("https://cdn.example/", path) == f"https://cdn.example/outputs/{path.name}"
     assert len(path.stem) >= 22  # 128 random bits
+
+
+def test_the_triton_model_defaults_are_the_generation_layers_names() -> None:
+    """config.py holds the names as values (it imports nothing from the layers above it); they must
+    stay the ones the generation layer and the scripts call, and folders of the model repository."""
+    from gateway.generation.triton_inputs import MODEL_NAME, PROGRESS_MODEL_NAME
+
+    defaults = Settings.model_fields
+    assert (defaults["triton_model"].default, defaults["triton_progress_model"].default) == (
+        MODEL_NAME, PROGRESS_MODEL_NAME)
+    for name in (MODEL_NAME, PROGRESS_MODEL_NAME):
+        assert (REPO_ROOT / "model_repository" / name / "config.pbtxt").is_file(), name
+
+
+@pytest.mark.parametrize("variable", ["ip_allowlist", "trusted_proxies"])
+def test_a_malformed_cidr_is_a_configuration_error(variable: str) -> None:
+    with pytest.raises(ValidationError, match="I2V_IP_ALLOWLIST / I2V_TRUSTED_PROXIES: .*10.0.0.0/33"):
+        Settings(insecure_no_auth=True, **{variable: ["127.0.0.1/32", " ", "10.0.0.0/33"]})
+    assert Settings(insecure_no_auth=True, **{variable: ["10.0.0.1/8", " "]})  # host bits and blanks pass
