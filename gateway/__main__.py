@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import sys
 
 import uvicorn
@@ -12,12 +14,31 @@ from gateway.config import Settings
 from gateway.logs import configure_logging
 
 
-def main() -> int:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """No options: everything comes from the environment; --help lists the variables."""
+    variables = "\n".join(f"  I2V_{name.upper():<34} {field.description or ''}"
+                          for name, field in Settings.model_fields.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the image-to-video REST API (and the web UI at /ui) with uvicorn.\nConfigured by "
+                    "I2V_* environment variables: at least I2V_API_TOKEN (or I2V_INSECURE_NO_AUTH=true).",
+        epilog=f"environment variables:\n{variables}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_arguments(argv)
     try:
         settings = Settings()
     except ValidationError as exc:
         messages = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         print(f"gateway: configuration error: {messages}", file=sys.stderr)
+        return 2
+    if settings.ui_enabled and importlib.util.find_spec("gradio") is None:
+        # pyproject.toml's extra `gateway` leaves the web UI's Gradio out; `ui` brings it.
+        print("gateway: configuration error: the web UI (I2V_UI_ENABLED, on by default) needs Gradio: "
+              "pip install -e '.[ui]' (with -c requirements/gateway.txt), or set I2V_UI_ENABLED=false",
+              file=sys.stderr)
         return 2
     configure_logging(settings.log_format)
     config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",

@@ -10,8 +10,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON_FOR_VENV="${I2V_BOOTSTRAP_PYTHON:-python3}"
 VENV="$ROOT/.venv"
-variant="plain" requirements="requirements/gateway.txt requirements/model.txt"
-[[ "${1:-}" == "--dev" ]] && variant="dev" requirements="requirements/dev.txt"
+# The roles are pyproject.toml's extras; requirements/*.txt pin their versions, as constraints.
+variant="plain" extras="ui,model"
+[[ "${1:-}" == "--dev" ]] && variant="dev" extras="dev"
+constraints=(-c requirements/gateway.txt -c requirements/model.txt -c requirements/dev.txt)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -21,42 +23,29 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 
-# Reinstall only when a requirement file changes. One marker for both variants holds the hash
-# of requirements/ and the variant installed; dev is a superset of plain, so scripts/start_app.sh
-# after scripts/test.sh finds the packages up to date.
+# Reinstall only when what decides the install changes: the pins, either pyproject.toml (the
+# extras, the packages) or the checkout's place (editable installs point at it). One marker for
+# both variants holds that hash and the variant installed; dev is a superset of plain, so
+# scripts/start_app.sh after scripts/test.sh finds the packages up to date.
 marker="$VENV/.installed-requirements"
-hash="$(cat requirements/*.txt | sha256sum | cut -c1-16)"
+hash="$( (echo "$ROOT"; cat requirements/*.txt pyproject.toml client/pyproject.toml) | sha256sum | cut -c1-16)"
 installed="$(cat "$marker" 2>/dev/null || true)"
 if [[ "$installed" == "$hash dev" || "$installed" == "$hash $variant" ]]; then
   step "Python packages up to date (${installed#* })"
 else
-  step "installing Python packages ($requirements)"
+  step "installing the project, editable, with its packages: .[$extras] (i2v-serving) and client/ (i2v-client)"
   "$PY" -m pip install --quiet --upgrade pip
   # torch 2.13.0 first: here pip takes the CPU build from the local wheel store, while an
   # unpinned torch would pull a multi-GB CUDA build. The GPU container brings its own.
   if ! "$PY" -c "import torch" 2>/dev/null; then
-    "$PY" -m pip install --progress-bar on "torch==2.13.0"
+    "$PY" -m pip install --progress-bar on -c requirements/model.txt "torch==2.13.0"
   fi
-  args=()
-  for f in $requirements; do args+=(-r "$f"); done
-  "$PY" -m pip install --progress-bar on "${args[@]}"
-  rm -f "$VENV"/.requirements-*  # the per-variant stamps of earlier versions
+  # Editable: gateway, i2v_model and i2v_tools from pyproject.toml, i2v_client from
+  # client/pyproject.toml, importable from any folder. (PYTHONWARNINGS: without setuptools'
+  # warning that every editable install prints, about same-named folders in the cwd.)
+  PYTHONWARNINGS=ignore "$PY" -m pip install --progress-bar on "${constraints[@]}" -e ".[$extras]" -e client
+  rm -f "$VENV"/.requirements-* "$VENV/.installed-editable"  # the stamps of earlier versions
   echo "$hash $variant" >"$marker"
-fi
-
-# The project installs like a library, editable: gateway, i2v_model and i2v_tools from
-# pyproject.toml, i2v_client from client/pyproject.toml, importable from any folder. No
-# dependencies here (the pinned files above bring them); redone when a pyproject.toml or the
-# checkout's place changes.
-editable_marker="$VENV/.installed-editable"
-editable_hash="$( (echo "$ROOT"; cat pyproject.toml client/pyproject.toml) | sha256sum | cut -c1-16)"
-if [[ "$(cat "$editable_marker" 2>/dev/null || true)" == "$editable_hash" ]]; then
-  step "project packages installed (editable)"
-else
-  step "installing the project's packages, editable: . (i2v-serving) and client/ (i2v-client)"
-  # (without setuptools' warning that every editable install prints, about same-named folders in the cwd)
-  PYTHONWARNINGS=ignore "$PY" -m pip install --quiet --no-deps -e . -e client
-  echo "$editable_hash" >"$editable_marker"
 fi
 
 step "Triton runtime (nvidia-pytriton wheel, Python backend stub for $("$PY" -c 'import sys;print(sys.version.split()[0])'))"
