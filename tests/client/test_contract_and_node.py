@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +28,38 @@ def test_committed_openapi_is_what_the_gateway_exports() -> None:
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed (scripts/setup.sh --dev says so)")
 def test_node_sdk_against_the_gateway(sdk_gateway: GatewayServer, photo: Path) -> None:
+    """``npm test`` as a user runs it: its pretest checks the variables and builds, then node --test."""
     assert (NODE_SDK / "node_modules").is_dir(), "run scripts/setup.sh --dev (npm ci in client/node)"
-    build = subprocess.run(["npm", "run", "--silent", "build"], cwd=NODE_SDK, capture_output=True, text=True,
-                           timeout=300)
-    assert build.returncode == 0, build.stdout + build.stderr
     env = {**os.environ, "I2V_API_URL": sdk_gateway.url, "I2V_API_TOKEN": sdk_gateway.token,
            "I2V_TEST_IMAGE": str(photo), "I2V_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    result = subprocess.run(["node", "--test", "test/"], cwd=NODE_SDK, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(["npm", "test"], cwd=NODE_SDK, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "# fail 0" in result.stdout
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed (scripts/setup.sh --dev says so)")
+@pytest.mark.parametrize("case", ["no variables", "no gateway"])
+def test_npm_test_without_a_gateway_says_so_in_one_line(case: str, photo: Path) -> None:
+    assert (NODE_SDK / "node_modules").is_dir(), "run scripts/setup.sh --dev (npm ci in client/node)"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("I2V_")}
+    if case == "no gateway":
+        env.update({"I2V_API_URL": f"http://127.0.0.1:{closed_port()}", "I2V_API_TOKEN": "a-token-0123456789",
+                    "I2V_TEST_IMAGE": str(photo), "I2V_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    result = subprocess.run(["npm", "test"], cwd=NODE_SDK, env=env, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    said = [line for line in output.splitlines() if line.startswith("npm test: ")]
+    assert result.returncode != 0 and len(said) == 1, output
+    expected = ("I2V_API_TOKEN, I2V_TEST_IMAGE, I2V_WEBHOOK_SECRET (not set)" if case == "no variables"
+                else f"no gateway answers at {env.get('I2V_API_URL')}")
+    assert expected in said[0] and "scripts/start_app.sh" in said[0], said[0]
+    assert "    at " not in output and "# tests" not in output, output  # no stack trace, and no test ran
 
 
 @pytest.mark.integration
