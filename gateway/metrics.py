@@ -71,6 +71,13 @@ TRITON_ERRORS = Counter(
     "i2v_triton_errors", "Failed Triton inference calls, by gRPC status (unavailable, deadline_exceeded, ...).",
     ["kind"], registry=REGISTRY)
 
+KEY_WORK = Counter(
+    "i2v_key_work", "Work caused per key (usage, issue 24), by unit: requests, videos, frames, compute_units "
+    "(10^6 pixel-steps), model_seconds, cache_hits, failed. Counted by the replica that recorded it; at most "
+    "KEY_WORK_MAX_KEYS key values a process, the rest as 'other'.", ["key", "unit"], registry=REGISTRY)
+KEY_WORK_MAX_KEYS = 50
+_work_keys: set[str] = set()
+
 GENERATE_ROUTE = "/api/v1/generate"
 UNMATCHED_ROUTE = "unmatched"  # 404s and probes for paths that do not exist: one series, not one each
 
@@ -80,6 +87,20 @@ def key_label(caller: str | None) -> str:
     if not caller:
         return "-"
     return "jwt" if caller.startswith("jwt:") else caller
+
+
+def count_key_work(caller: str, counts: dict[str, float]) -> None:
+    """One generation's usage into ``i2v_key_work``; keys past the first KEY_WORK_MAX_KEYS seen as 'other'
+    (stored keys are made at run time: their number has no bound of its own)."""
+    label = key_label(caller)
+    if label not in _work_keys:
+        if len(_work_keys) >= KEY_WORK_MAX_KEYS:
+            label = "other"
+        else:
+            _work_keys.add(label)
+    for unit, value in counts.items():
+        if value:
+            KEY_WORK.labels(key=label, unit=unit).inc(value)
 
 
 def triton_error_kind(status: object) -> str:

@@ -25,6 +25,9 @@ from gateway.jobs.service import JobService
 from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.jobs.store import JobStore
 from gateway.jobs.views import JobViews
+from gateway.tenants.redis_store import RedisKeyStore
+from gateway.tenants.service import KeyService
+from gateway.tenants.sqlite_store import SQLiteKeyStore
 
 logger = logging.getLogger("gateway")
 
@@ -60,6 +63,7 @@ class Services:
     views: JobViews
     runner: JobRunner
     health: HealthService
+    tenants: KeyService
 
     @classmethod
     def open(cls, settings: Settings, outputs: OutputStore, redis: aioredis.Redis | None) -> Services:
@@ -73,13 +77,18 @@ class Services:
         jobs = JobService(settings, store, generation, wake)
         views = JobViews(outputs)
         runner = JobRunner(settings, store, generation, views, wake)
+        # Keys, audit and usage beside the jobs: the same Redis client, or the same SQLite file.
+        tenants = KeyService(settings, RedisKeyStore(redis) if redis is not None else SQLiteKeyStore(settings.jobs_db),
+                             store)
+        store.ended = tenants  # each ended job's work goes to its key's usage
         return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
-                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs))
+                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs), tenants=tenants)
 
     async def close(self) -> None:
         self.health.drain()
         await self.runner.stop()
         await self.store.close()
+        await self.tenants.close()
         await self.triton.close()
 
 
