@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
-from gateway.edge.rate_limit import Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import KeyLimiters, Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -44,7 +44,8 @@ def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServi
         read_limiter=bucket(settings.read_rate_limit_per_minute, settings.read_rate_limit_burst),
         nonces=RedisNonceStore(redis) if redis is not None else MemoryNonceStore(),
         generation_slots=FairQueue(settings.max_concurrent_per_key, settings.max_concurrent_generations,
-                                   settings.max_waiting_per_key, settings.max_generation_wait_s))
+                                   settings.max_waiting_per_key, settings.max_generation_wait_s),
+        key_limiters=KeyLimiters(redis))
 
 
 def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:

@@ -43,17 +43,18 @@ async def admit_work(request: Request) -> None:
 
 
 def submission_limiter(request: Request) -> Limiter | None:
-    """The gateway's rate limiter for requests that start work, at the key's own rate if it has one
-    (where the gateway's limit is on)."""
-    default = edge_services(request).rate_limiter
+    """The rate limiter for requests that start work: the gateway's, or one at the key's own rate."""
+    edge = edge_services(request)
     identity = identity_of(request)
     limits = None if identity is None or identity.key is None else identity.key.limits
-    if default is None or limits is None or (limits.rate_per_minute is None and limits.rate_burst is None):
-        return default
-    per_minute = default.rate * 60 if limits.rate_per_minute is None else limits.rate_per_minute
+    if edge.key_limiters is None or limits is None or (limits.rate_per_minute is None and limits.rate_burst is None):
+        return edge.rate_limiter
+    settings = edge.settings
+    per_minute = settings.rate_limit_per_minute if limits.rate_per_minute is None else limits.rate_per_minute
     if per_minute <= 0:
         return None
-    return default.variant(per_minute, default.burst if limits.rate_burst is None else limits.rate_burst)
+    return edge.key_limiters.at(per_minute, settings.rate_limit_burst if limits.rate_burst is None
+                                else limits.rate_burst)
 
 
 def concurrency_cap(request: Request) -> int | None:

@@ -50,11 +50,6 @@ class TokenBucketLimiter:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
-        self._variants: dict[tuple[float, int], TokenBucketLimiter] = {}
-
-    def variant(self, per_minute: float, burst: int) -> TokenBucketLimiter:
-        """This limiter at another rate (a stored key's own limits), made once and kept."""
-        return self._variants.setdefault((per_minute, burst), TokenBucketLimiter(per_minute, burst, self.clock))
 
     def take(self, key: str) -> RateDecision:
         now = self.clock()
@@ -95,19 +90,11 @@ class RedisTokenBucketLimiter:
     """The token bucket in Redis: every gateway replica draws from the same budget per key."""
 
     def __init__(self, redis: aioredis.Redis, per_minute: float, burst: int) -> None:
-        self._redis = redis
-        self._variants: dict[tuple[float, int], RedisTokenBucketLimiter] = {}
         self.rate = per_minute / 60.0
         self.burst = burst
         self._take = redis.register_script(_TAKE_SCRIPT)
         # A bucket left alone refills completely in burst / rate seconds; then it can go.
         self._ttl_s = max(60, math.ceil(burst / self.rate) + 60) if self.rate else 3600
-
-    def variant(self, per_minute: float, burst: int) -> RedisTokenBucketLimiter:
-        """This limiter at another rate: the bucket is the same Redis key, the rate comes with each call."""
-        if (per_minute, burst) not in self._variants:
-            self._variants[(per_minute, burst)] = RedisTokenBucketLimiter(self._redis, per_minute, burst)
-        return self._variants[(per_minute, burst)]
 
     async def acquire(self, key: str) -> RateDecision:
         allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
@@ -139,3 +126,19 @@ async def spend(limiter: Limiter | None, budget: Budget, caller: str) -> dict[st
         raise RateLimitedError(f"{budget.name} for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                decision.headers())
     return decision.headers()
+
+
+class KeyLimiters:
+    """Limiters at the rates stored keys ask for (their own limits, issue 24), each made once: in
+    Redis when the gateway has one (the bucket is the same Redis key; the rate comes with each
+    call), else in this process."""
+
+    def __init__(self, redis: aioredis.Redis | None) -> None:
+        self._redis = redis
+        self._made: dict[tuple[float, int], Limiter] = {}
+
+    def at(self, per_minute: float, burst: int) -> Limiter:
+        if (per_minute, burst) not in self._made:
+            self._made[(per_minute, burst)] = RedisTokenBucketLimiter(self._redis, per_minute, burst) \
+                if self._redis is not None else TokenBucketLimiter(per_minute, burst)
+        return self._made[(per_minute, burst)]

@@ -147,6 +147,17 @@ def test_scopes_are_enforced(one, other) -> None:
     assert one.delete("/admin/v1/keys/key_nothing", headers=ADMIN).status_code == 404
 
 
+def test_a_keys_own_rate_limit_is_shared_by_the_replicas(one, other) -> None:
+    # The replicas run without a rate limit; this key has its own: one request, then 30 s a request.
+    limited = bearer(new_key(one, limits={"rate_per_minute": 2, "rate_burst": 1})["key"])
+    bad_image = body(image_base64="bm90IGFuIGltYWdl")
+    assert one.post("/api/v1/jobs", json=bad_image, headers=limited).status_code == 400  # spent its one
+    refused = other.post("/api/v1/jobs", json=bad_image, headers=limited)
+    assert refused.status_code == 429 and "rate limit" in refused.json()["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    assert other.post("/api/v1/jobs", json=bad_image, headers=bearer(API_TOKEN)).status_code == 400
+
+
 def test_quota_and_usage_equal_what_was_done(one, other, replicas) -> None:
     capped = new_key(one, quotas={"videos_per_day": 1})
     free = new_key(one)
