@@ -13,7 +13,7 @@ import time
 import uuid
 from enum import Enum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SECRET_PREFIX = "i2v_"
 VISIBLE_CHARS = 12  # "i2v_" and 8 more: enough to tell keys apart in a list, far too few to guess the rest
@@ -37,6 +37,8 @@ class KeySource(str, Enum):
 class KeyLimits(BaseModel):
     """Overrides of the gateway's per-key limits for one key; unset fields keep the gateway's."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass for one that is set
+
     rate_per_minute: float | None = Field(None, ge=0, description="Requests that start work a minute (0: no limit).")
     rate_burst: int | None = Field(None, ge=1, description="Such requests allowed at once.")
     max_concurrent: int | None = Field(None, ge=0, description="Synchronous generations in flight (0: no limit).")
@@ -46,6 +48,8 @@ class KeyLimits(BaseModel):
 
 class KeyQuotas(BaseModel):
     """Work a key may cause per UTC day and calendar month; past one, 429 until it resets."""
+
+    model_config = ConfigDict(extra="forbid")
 
     videos_per_day: int | None = Field(None, ge=0)
     videos_per_month: int | None = Field(None, ge=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.tenants.records import KeyLimits, KeyQuotas, KeySource, Scope
 from gateway.tenants.store import AuditEntry
@@ -15,6 +15,8 @@ from gateway.tenants.usage import UsageCounts
 
 
 class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(..., min_length=1, max_length=100, description="A name people recognise the key by.")
     owner: str = Field("", max_length=500, description="Who holds the key (a note: team, contact, ticket).")
     scopes: list[Scope] = Field(..., min_length=1, description="generate, read and/or admin.")
@@ -26,6 +28,8 @@ class KeyCreate(BaseModel):
 class KeyUpdate(BaseModel):
     """Only the fields sent change; ``expires_at: null`` removes the expiry."""
 
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(None, min_length=1, max_length=100)
     owner: str | None = Field(None, max_length=500)
     scopes: list[Scope] | None = Field(None, min_length=1)
@@ -35,6 +39,8 @@ class KeyUpdate(BaseModel):
 
 
 class KeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     overlap_s: float = Field(0, ge=0, le=30 * 86400,
                              description="Seconds the old secret keeps working beside the new one.")
 

@@ -33,8 +33,6 @@ from gateway.tenants.records import (
     CALLER_SCOPES,
     VISIBLE_CHARS,
     ApiKey,
-    KeyLimits,
-    KeyQuotas,
     KeySource,
     Scope,
     SecretRef,
@@ -160,12 +158,15 @@ class KeyService:
         changes = body.model_dump(exclude_unset=True)
         if "expires_at" in changes:
             changes["expires_at"] = None if body.expires_at is None else body.expires_at.timestamp()
+        for name in ("name", "owner", "scopes"):
+            if name in changes and changes[name] is None:
+                raise InvalidFieldError(f"{name} cannot be null")
         if changes.get("scopes"):
             changes["scopes"] = list(dict.fromkeys(changes["scopes"]))
-        for name in ("limits", "quotas"):
-            if name in changes:
-                changes[name] = (KeyLimits if name == "limits" else KeyQuotas).model_validate(changes[name] or {})
-        updated = key.model_copy(update=changes)
+        for name in ("limits", "quotas"):  # null clears them
+            if name in changes and changes[name] is None:
+                changes[name] = {}
+        updated = ApiKey.model_validate({**key.model_dump(), **changes})
         await self.store.save_key(updated)
         return updated, body.model_dump(mode="json", exclude_unset=True)
 

@@ -92,6 +92,8 @@ def test_expiry_as_rfc3339_or_unix_seconds_and_an_expired_key_is_refused(one, ot
     assert one.post("/admin/v1/keys", json={"name": "x", "scopes": ["read"], "expires_at": "tomorrow"},
                     headers=ADMIN).status_code == 422
     assert other.get("/api/v1/jobs", headers=bearer(by_text["key"])).status_code == 200
+    for change in ({"quotas": {"video_per_day": 1}}, {"name": None}, {"scopes": []}):  # a typo, a null, no scope
+        assert one.patch(f"/admin/v1/keys/{by_number['id']}", json=change, headers=ADMIN).status_code == 422
     past = one.patch(f"/admin/v1/keys/{by_text['id']}", json={"expires_at": int(time.time()) - 1}, headers=ADMIN)
     assert past.status_code == 200 and past.json()["status"] == "expired"
     refused = other.get("/api/v1/jobs", headers=bearer(by_text["key"]))
