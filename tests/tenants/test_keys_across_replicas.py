@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -21,6 +23,7 @@ from tests.client.test_cli import i2v
 from tests.conftest import API_TOKEN
 from tests.gateway.test_api import body
 from tests.observability.servers import wait_for
+from tests.support.readme import readme_block
 
 pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
@@ -248,3 +251,12 @@ def test_sdk_and_cli_admin_commands_and_the_audit_log(replicas, one) -> None:
     for action in ("key.create", "key.rotate", "key.revoke"):
         assert (action, key["id"], "admin") in entries
     assert ("denied", None, "default") in entries
+
+
+def test_the_readme_example_makes_a_key(one) -> None:
+    script = readme_block("admin-curl").replace("localhost:8000", str(one.base_url).rstrip("/"))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "I2V_ADMIN_TOKEN": ADMIN_TOKEN})
+    made = json.loads(result.stdout)
+    assert made["key"].startswith("i2v_") and made["quotas"]["videos_per_month"] == 200, result.stderr
+    assert made["limits"]["max_concurrent"] == 2 and made["scopes"] == ["generate", "read"]
