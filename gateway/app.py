@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.api import docs, generate, health, jobs
+from gateway.api import admin, docs, generate, health, jobs, usage
 from gateway.config import Settings
 from gateway.edge.body_size import BodySizeLimitMiddleware
 from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
@@ -74,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(usage.router)
+    app.include_router(admin.router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.ui_enabled:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     request_signing_window_s: float = Field(
         300, gt=0, description="Signed requests older or newer than this are refused; nonces are kept as long.")
     insecure_no_auth: bool = Field(False, description="Run without a token (development only).")
+    admin_token: SecretStr | None = Field(
+        None, description="Secret with the admin scope: manages API keys at /admin/v1 (keys stored hashed in the "
+        "job store; see SECURITY.md). Unset: only keys created with the admin scope can.")
 
     # --- logs ---
     log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object a line.")
@@ -177,7 +180,10 @@ class Settings(BaseSettings):
             self.jwt_public_key = self.jwt_public_key_file.read_text()
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("I2V_JWT_SECRET must be at least 32 characters (HS256 needs 256 bits)")
-        if not self.api_keys and not self.jwt_enabled and not self.insecure_no_auth:
+        if self.admin_token is not None and (len(self.admin_token.get_secret_value()) < 16
+                                             or self.admin_token.get_secret_value().lower() in PLACEHOLDER_TOKENS):
+            raise ValueError("I2V_ADMIN_TOKEN must be a random secret of at least 16 characters")
+        if not self.api_keys and not self.jwt_enabled and not self.insecure_no_auth and self.admin_token is None:
             raise ValueError("I2V_API_TOKEN is not set. Set it to a long random secret "
                              "(or I2V_INSECURE_NO_AUTH=true for local development only).")
         for name, key in self.api_keys.items():

@@ -123,6 +123,24 @@ class InferenceTimeoutError(ApiError):
     description = "The model did not finish in time."
 
 
+
+# --- API keys managed at run time (gateway/tenants, issue 24) ---
+
+class MissingScopeError(ForbiddenError):
+    description = "The key lacks the scope this route needs (generate, read or admin)."
+
+
+class KeyNotFoundError(NotFoundError):
+    description = "No such API key."
+
+
+class ReadOnlyKeyError(ConflictError):
+    description = "Keys from the environment or a key file change only in the configuration."
+
+
+class QuotaExceededError(RateLimitedError):
+    description = "A quota of the key (videos or compute units a day or month) is used up; see Retry-After."
+
 # Exceptions of the stores' client libraries, which any layer may let through.
 STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, sqlite3.Error)
 # What every authenticated /api route can answer before its own work starts.

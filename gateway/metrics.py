@@ -5,8 +5,9 @@ The metrics live in their own registry (not the process-wide default), so what /
 exactly this list plus the process's CPU and memory. docs/DEPLOYMENT.md has the reference table.
 
 Label values are bounded on purpose: routes are templates (``/api/v1/jobs/{job_id}``), never raw
-paths, and callers are key names from the configuration, with every JWT subject folded into one
-``jwt`` value (subjects are unbounded; one series each would grow Prometheus without limit).
+paths, and callers are key names, with every JWT subject folded into one ``jwt`` value (subjects
+are unbounded; one series each would grow Prometheus without limit) and key names past the first
+50 a process sees (keys made at run time, issue 24) into ``other``.
 """
 
 from __future__ import annotations
@@ -71,15 +72,37 @@ TRITON_ERRORS = Counter(
     "i2v_triton_errors", "Failed Triton inference calls, by gRPC status (unavailable, deadline_exceeded, ...).",
     ["kind"], registry=REGISTRY)
 
+KEY_WORK = Counter(
+    "i2v_key_work", "Work caused per key (usage, issue 24), by unit: requests, videos, frames, compute_units "
+    "(10^6 pixel-steps), model_seconds, cache_hits, failed. Counted by the replica that recorded it.",
+    ["key", "unit"], registry=REGISTRY)
+KEY_LABELS_MAX = 50
+_key_labels: set[str] = set()
+
 GENERATE_ROUTE = "/api/v1/generate"
 UNMATCHED_ROUTE = "unmatched"  # 404s and probes for paths that do not exist: one series, not one each
 
 
 def key_label(caller: str | None) -> str:
-    """The caller's key name as a label value: configured names as they are, JWT subjects as one value."""
+    """The caller's key name as a label value: JWT subjects as one value, and past the first
+    KEY_LABELS_MAX key names a process sees, 'other' (keys made at run time have no bound of their own)."""
     if not caller:
         return "-"
-    return "jwt" if caller.startswith("jwt:") else caller
+    if caller.startswith("jwt:"):
+        return "jwt"
+    if caller not in _key_labels:
+        if len(_key_labels) >= KEY_LABELS_MAX:
+            return "other"
+        _key_labels.add(caller)
+    return caller
+
+
+def count_key_work(caller: str, counts: dict[str, float]) -> None:
+    """One generation's usage into ``i2v_key_work``."""
+    label = key_label(caller)
+    for unit, value in counts.items():
+        if value:
+            KEY_WORK.labels(key=label, unit=unit).inc(value)
 
 
 def triton_error_kind(status: object) -> str:

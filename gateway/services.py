@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
-from gateway.edge.rate_limit import Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.rate_limit import KeyLimiters, Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -25,6 +25,9 @@ from gateway.jobs.service import JobService
 from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.jobs.store import JobStore
 from gateway.jobs.views import JobViews
+from gateway.tenants.redis_store import RedisKeyStore
+from gateway.tenants.service import KeyService
+from gateway.tenants.sqlite_store import SQLiteKeyStore
 
 logger = logging.getLogger("gateway")
 
@@ -41,7 +44,8 @@ def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServi
         read_limiter=bucket(settings.read_rate_limit_per_minute, settings.read_rate_limit_burst),
         nonces=RedisNonceStore(redis) if redis is not None else MemoryNonceStore(),
         generation_slots=FairQueue(settings.max_concurrent_per_key, settings.max_concurrent_generations,
-                                   settings.max_waiting_per_key, settings.max_generation_wait_s))
+                                   settings.max_waiting_per_key, settings.max_generation_wait_s),
+        key_limiters=KeyLimiters(redis))
 
 
 def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:
@@ -60,6 +64,7 @@ class Services:
     views: JobViews
     runner: JobRunner
     health: HealthService
+    tenants: KeyService
 
     @classmethod
     def open(cls, settings: Settings, outputs: OutputStore, redis: aioredis.Redis | None) -> Services:
@@ -73,13 +78,18 @@ class Services:
         jobs = JobService(settings, store, generation, wake)
         views = JobViews(outputs)
         runner = JobRunner(settings, store, generation, views, wake)
+        # Keys, audit and usage beside the jobs: the same Redis client, or the same SQLite file.
+        tenants = KeyService(settings, RedisKeyStore(redis) if redis is not None else SQLiteKeyStore(settings.jobs_db),
+                             store)
+        store.ended = tenants  # each ended job's work goes to its key's usage
         return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
-                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs))
+                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs), tenants=tenants)
 
     async def close(self) -> None:
         self.health.drain()
         await self.runner.stop()
         await self.store.close()
+        await self.tenants.close()
         await self.triton.close()
 
 

@@ -33,6 +33,8 @@ NO_IMPORTS = [
     ("gateway/edge", ("gateway.ui",), "nothing below the UI imports it"),
     ("gateway/jobs", ("gateway.ui",), "nothing below the UI imports it"),
     ("gateway/generation", ("gateway.ui",), "nothing below the UI imports it"),
+    ("gateway/tenants", ("gateway.api", "gateway.edge", "gateway.ui"),
+     "keys, usage and quotas sit beside the jobs: the edge resolves callers through them, never the reverse"),
     ("model_repository", ("gateway", "i2v_tools", "tests"),
      "the model runs inside Triton, on another host than the gateway, with none of the developer tools"),
     (".", ("tests",), "the gateway, the model, the scripts and the client never import the test suite"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from i2v_client.admin_cli import add_admin_commands
 from i2v_client.client import Client
 from i2v_client.errors import (
     AuthenticationError,
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output-dir", help="with --wait: save each video here as INDEX-JOBID.mp4")
     add_video_options(batch)
     batch.set_defaults(run=cmd_batch)
+    add_admin_commands(commands, common)  # keys, audit, usage (admin_cli.py)
     return parser
 
 

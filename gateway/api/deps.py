@@ -10,22 +10,26 @@ from fastapi import Depends, Header, Request, Response
 
 from gateway.edge.auth import Caller
 from gateway.edge.fair_queue import QueueRejected
+from gateway.edge.keys import admit_work, concurrency_cap, require_scope, submission_limiter
 from gateway.edge.rate_limit import READS, SUBMISSIONS, spend
 from gateway.edge.state import edge_services
 from gateway.errors import InvalidFieldError, RateLimitedError
 from gateway.services import Services, services
+from gateway.tenants.records import Scope
 
 App = Annotated[Services, Depends(services)]
 
 
 async def rate_budget(request: Request, response: Response, caller: Caller) -> str:
     """One request from the caller's rate budget (requests that start work); the caller's key name."""
-    response.headers.update(await spend(edge_services(request).rate_limiter, SUBMISSIONS, caller))
+    await admit_work(request)  # the generate scope, the key's quotas
+    response.headers.update(await spend(submission_limiter(request), SUBMISSIONS, caller))
     return caller
 
 
 async def read_budget(request: Request, response: Response, caller: Caller) -> str:
     """One read (or cancel) of jobs from the caller's own read budget; the caller's key name."""
+    require_scope(request, Scope.read)
     response.headers.update(await spend(edge_services(request).read_limiter, READS, caller))
     return caller
 
@@ -38,7 +42,7 @@ async def generation_quota(request: Request, caller: RateLimitedCaller) -> Async
     """One request from the caller's rate budget and one generation slot while it runs: over the
     key's cap the call waits its turn in the key's line (fair_queue.py); 429 only beyond that."""
     try:
-        async with edge_services(request).generation_slots.slot(caller):
+        async with edge_services(request).generation_slots.slot(caller, concurrency_cap(request)):
             yield caller
     except QueueRejected as exc:
         raise RateLimitedError(exc.reason, {"Retry-After": str(exc.retry_after_s)}) from None

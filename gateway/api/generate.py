@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from gateway.api.deps import App, BaseUrl, CancelAfter, Quota
 from gateway.edge.signing import require_signature
 from gateway.errors import (
+    ApiError,
     InferenceTimeoutError,
     InvalidImageError,
     MalformedBodyError,
@@ -21,6 +22,8 @@ from gateway.errors import (
 )
 from gateway.generation.service import Deadline
 from gateway.schemas import GenerateRequest, GenerateResponse
+from gateway.tenants.service import result_usage
+from gateway.tenants.usage import generation_usage
 
 T = TypeVar("T")
 router = APIRouter()
@@ -54,6 +57,11 @@ async def generate(body: GenerateRequest, request: Request, app: App, base_url: 
     # Counted from the request's arrival: a wait for a generation slot uses it up too.
     deadline = Deadline(min(deadlines), getattr(request.state, "received_at", time.monotonic())) \
         if deadlines else None
-    result = await cancel_on_disconnect(request, app.generation.generate(body, deadline))
+    try:
+        result = await cancel_on_disconnect(request, app.generation.generate(body, deadline))
+    except ApiError:
+        await app.tenants.record(request.state.caller, generation_usage(succeeded=False))
+        raise
+    await app.tenants.record(request.state.caller, result_usage(result, body.steps))  # usage per key
     return result.response(app.outputs, base_url)
 

@@ -41,6 +41,7 @@ class FairQueue:
         self._running_total = 0
         self._lines: dict[str, deque[asyncio.Future[None]]] = {}
         self._grants = 0
+        self._caps: dict[str, float] = {}  # keys with a cap of their own (a stored key's limits)
         self._last_grant: dict[str, int] = {}  # key -> number of its latest grant: who had the last turn
 
     def waiting(self, key: str) -> int:
@@ -49,9 +50,17 @@ class FairQueue:
     def running(self, key: str) -> int:
         return self._running.get(key, 0)
 
+    def cap(self, key: str) -> float:
+        return self._caps.get(key, self.per_key)
+
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        """Hold a generation slot for ``key`` while the block runs; raises ``QueueRejected``."""
+    async def slot(self, key: str, cap: int | None = None) -> AsyncIterator[None]:
+        """Hold a generation slot for ``key`` while the block runs; raises ``QueueRejected``.
+        ``cap``: the key's own limit of generations in flight (0: none), instead of ``per_key``."""
+        if cap is None:
+            self._caps.pop(key, None)
+        else:
+            self._caps[key] = cap or math.inf
         await self._acquire(key)
         try:
             yield
@@ -83,7 +92,7 @@ class FairQueue:
             raise
 
     def _may_start(self, key: str) -> bool:
-        return self._running_total < self.total and self.running(key) < self.per_key
+        return self._running_total < self.total and self.running(key) < self.cap(key)
 
     def _start(self, key: str) -> None:
         self._running[key] = self.running(key) + 1
@@ -104,7 +113,7 @@ class FairQueue:
         """Hand free slots to waiting calls: each to the key, among those waiting and under their
         cap, whose last turn is the oldest (round-robin)."""
         while self._running_total < self.total:
-            ready = [key for key, line in self._lines.items() if line and self.running(key) < self.per_key]
+            ready = [key for key, line in self._lines.items() if line and self.running(key) < self.cap(key)]
             if not ready:
                 return
             key = min(ready, key=lambda k: self._last_grant.get(k, 0))

@@ -126,3 +126,19 @@ async def spend(limiter: Limiter | None, budget: Budget, caller: str) -> dict[st
         raise RateLimitedError(f"{budget.name} for key '{caller}' reached; retry in {decision.retry_after_s} s",
                                decision.headers())
     return decision.headers()
+
+
+class KeyLimiters:
+    """Limiters at the rates stored keys ask for (their own limits, issue 24), each made once: in
+    Redis when the gateway has one (the bucket is the same Redis key; the rate comes with each
+    call), else in this process."""
+
+    def __init__(self, redis: aioredis.Redis | None) -> None:
+        self._redis = redis
+        self._made: dict[tuple[float, int], Limiter] = {}
+
+    def at(self, per_minute: float, burst: int) -> Limiter:
+        if (per_minute, burst) not in self._made:
+            self._made[(per_minute, burst)] = RedisTokenBucketLimiter(self._redis, per_minute, burst) \
+                if self._redis is not None else TokenBucketLimiter(per_minute, burst)
+        return self._made[(per_minute, burst)]

@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
-from gateway.edge.rate_limit import Limiter
+from gateway.edge.rate_limit import KeyLimiters, Limiter
 
 
 class NonceStore(Protocol):
@@ -25,6 +25,7 @@ class EdgeServices:
     read_limiter: Limiter | None  # reads and cancels of jobs
     nonces: NonceStore
     generation_slots: FairQueue
+    key_limiters: KeyLimiters | None = None  # stored keys' own rates (edge/keys.py)
 
 
 def edge_services(connection: HTTPConnection) -> EdgeServices:

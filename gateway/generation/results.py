@@ -22,6 +22,7 @@ class VideoResult(BaseModel):
     # without a poster.
     output_format: OutputFormat = OutputFormat.mp4
     poster_file: str | None = Field(None, description="Name of the first frame as JPEG inside the outputs folder.")
+    model_seconds: float = Field(0.0, description="Time of the Triton inference call (usage per key, issue 24).")
 
     @property
     def message(self) -> str:

@@ -98,7 +98,9 @@ class GenerationService:
             if hit is not None:
                 logger.info("video %s: served from the cache", hit.video_file)
                 return hit.model_copy(update={"inference_time": time.perf_counter() - started})
+        model_started = time.perf_counter()
         generated = await self.triton.generate(video, timeout_s=timeout_s, request_id=request_id)
+        model_seconds = time.perf_counter() - model_started
         path = self.outputs.new_path(ENCODERS[output_format].suffix)
         poster = poster_path(path)
         encode = metrics.ENCODE_SECONDS.labels(format=output_format.value).time()(encode_video)  # timed for /metrics
@@ -108,7 +110,8 @@ class GenerationService:
         await _written(asyncio.to_thread(write_files), [path, poster])
         result = VideoResult(video_file=path.name, seed=generated.seed, width=video.width, height=video.height,
                              num_frames=video.num_frames, fps=params.fps, output_format=output_format,
-                             poster_file=poster.name, inference_time=time.perf_counter() - started)
+                             poster_file=poster.name, inference_time=time.perf_counter() - started,
+                             model_seconds=model_seconds)
         if key is not None and self.cache is not None:
             await self.cache.remember(key, result)
         logger.info("video %s: %dx%d, %d frames, %d steps in %.2f s, prompt %s", path.name, video.width,

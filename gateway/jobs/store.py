@@ -11,12 +11,19 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway import metrics
 from gateway.generation.cache import CacheIndex
 from gateway.jobs.records import Job, JobEvent
 
 Change = Callable[[Job], Job | None]
+
+
+class EndedJobs(Protocol):
+    """Told of each job that ended, once, by the replica whose write ended it (the usage ledger)."""
+
+    async def job_ended(self, job: Job) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class IdempotencyKey:
 
 class JobStore(CacheIndex):
     """Jobs, their input images, idempotency keys and the result-cache index."""
+
+    ended: EndedJobs | None = None  # set by the app (gateway/tenants: usage per key)
 
     @abstractmethod
     async def insert(self, job: Job, image: bytes, idempotency: IdempotencyKey | None,
@@ -52,6 +61,8 @@ class JobStore(CacheIndex):
         job, changed = await self._mutate(job_id, noting_the_end)
         if changed and ends and job is not None:
             metrics.JOBS_ENDED.labels(job.status.value).inc()
+            if self.ended is not None:
+                await self.ended.job_ended(job)
         return job, changed
 
     @abstractmethod
