@@ -78,7 +78,10 @@ class GenerationService:
     async def prepare(self, body: GenerateRequest) -> PreparedInput:
         """Check the prompts and the image; raises 400/413/422 ``ApiError``s."""
         self._check_prompts(body)
-        width, height = body.resolution.size
+        width, height = body.size
+        if width * height > self.settings.max_video_pixels:
+            raise InvalidFieldError(f"{width}x{height} is {width * height} pixels; the model makes at most "
+                                    f"{self.settings.max_video_pixels} (I2V_MAX_VIDEO_PIXELS)")
         # Image decoding and video encoding are CPU work: keep them off the event loop.
         image = await asyncio.to_thread(prepare_image, body.image_base64, width, height, body.fit, self.image_limits)
         return PreparedInput(image=image, width=width, height=height)
