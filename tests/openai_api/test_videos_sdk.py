@@ -20,6 +20,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from i2v_tools.servers import GatewayServer
+from tests.openai_api.conftest import ALICE, BOB, LIMITED, PLAIN
 from tests.support.decoders import ffprobe
 from tests.support.media import gradient_png
 from tests.support.sse import read_events
@@ -29,32 +30,10 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="openai")
 
-ALICE = "alice-key-0123456789abcdef"
-BOB = "bob-key-0123456789abcdef"
-LIMITED = "limited-key-0123456789ab"
-PLAIN = "plain-key-0123456789abcd"
 # Tiny and fast: 64x64 is the smallest size, 8 frames the fewest, 2 steps.
 FAST = {"num_inference_steps": 2}
 IMAGE = gradient_png((96, 64))
 DATA_URL = "data:image/png;base64," + base64.b64encode(IMAGE).decode()
-
-
-@pytest.fixture(scope="module")
-def v1_gateway(start_gateway) -> GatewayServer:
-    """Own keys (so lists hold only these tests' videos), the web UI on, private image URLs allowed
-    (the image server below is on loopback)."""
-    return start_gateway({"I2V_API_KEYS": f"alice={ALICE},bob={BOB}", "I2V_UI_ENABLED": "true",
-                          "I2V_WEBHOOK_ALLOW_PRIVATE": "true", "I2V_RATE_LIMIT_PER_MINUTE": "0",
-                          "I2V_CACHE_MAX_BYTES": "0", "I2V_METRICS_TOKEN": "metrics-token-0123456789"})
-
-
-@pytest.fixture(scope="module")
-def strict_gateway(start_gateway) -> GatewayServer:
-    """One submission per key (burst 1), the allow-list for 127.0.0.1 believed through X-Forwarded-For,
-    private image URLs refused (the default)."""
-    return start_gateway({"I2V_API_KEYS": f"limited={LIMITED},plain={PLAIN}", "I2V_RATE_LIMIT_PER_MINUTE": "1",
-                          "I2V_RATE_LIMIT_BURST": "1", "I2V_IP_ALLOWLIST": "127.0.0.1/32",
-                          "I2V_TRUSTED_PROXIES": "127.0.0.1/32"})
 
 
 def client(gateway: GatewayServer, key: str = ALICE, **options) -> OpenAI:
@@ -204,9 +183,11 @@ def test_errors_are_the_sdks_own_classes(v1_gateway: GatewayServer, strict_gatew
     with pytest.raises(openai.AuthenticationError):
         client(v1_gateway, "wrong-key-0123456789").videos.list()
     sdk = client(v1_gateway, max_retries=0)
-    cases = [({"size": "100x64"}, "size"), ({"seconds": "9"}, "seconds"), ({"input_reference": None}, "input_reference"),
-             ({"input_reference": {"file_id": "file-abc"}}, "input_reference"), ({"guidance_scale": 99}, "guidance_scale"),
-             ({"num_inference_steps": 0}, "num_inference_steps"), ({"size": "4096x4096"}, "size")]
+    cases = [({"size": "100x64"}, "size"), ({"seconds": "9"}, "seconds"),
+             ({"input_reference": None}, "input_reference"),
+             ({"input_reference": {"file_id": "file-abc"}}, "input_reference"),
+             ({"guidance_scale": 99}, "guidance_scale"), ({"num_inference_steps": 0}, "num_inference_steps"),
+             ({"size": "4096x4096"}, "size")]
     for change, param in cases:
         fields = {"prompt": "p", "input_reference": {"image_url": DATA_URL}, "size": "64x64", **change}
         with pytest.raises(openai.BadRequestError) as caught:
