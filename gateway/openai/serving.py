@@ -135,15 +135,15 @@ class VideoServing:
     @staticmethod
     def _frames(seconds: str | float, fps: int) -> int:
         fewest, most = FRAME_LIMITS
+        rule = (f"seconds x fps must be a whole number of frames from {fewest} to {most}: at {fps} fps, seconds "
+                f"from {fewest / fps:g} to {most / fps:g} in steps of {1 / fps:g} (or send num_frames)")
         try:
             value = float(seconds)
         except ValueError:
-            raise InvalidParamError(f"seconds must be a number, not {seconds!r}", "seconds") from None
+            raise InvalidParamError(f"seconds must be a number, not {seconds!r}; {rule}", "seconds") from None
         frames = value * fps if math.isfinite(value) else -1.0
         if not fewest <= round(frames) <= most or abs(frames - round(frames)) > 1e-6:
-            raise InvalidParamError(
-                f"seconds x fps must be a whole number of frames from {fewest} to {most}: at {fps} fps, seconds "
-                f"from {fewest / fps:g} to {most / fps:g} in steps of {1 / fps:g} (or send num_frames)", "seconds")
+            raise InvalidParamError(f"seconds {seconds!r}: {rule}", "seconds")
         return round(frames)
 
     async def remix(self, video_id: str, request: RemixRequest, owner: str, base_url: str,

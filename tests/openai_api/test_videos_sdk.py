@@ -20,7 +20,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from i2v_tools.servers import GatewayServer
-from tests.openai_api.conftest import ALICE, BOB, LIMITED, PLAIN
+from tests.openai_api.conftest import ALICE, BOB, LIMITED, METRICS_TOKEN, PLAIN
 from tests.support.decoders import ffprobe
 from tests.support.media import gradient_png
 from tests.support.sse import read_events
@@ -81,6 +81,7 @@ def test_create_with_a_file_polls_to_completed_and_downloads(v1_gateway: Gateway
             seen.append(response.json()["progress"])
 
     sdk = client(v1_gateway, http_client=openai.DefaultHttpxClient(event_hooks={"response": [note_progress]}))
+    before = metric_values(v1_gateway)
     video = sdk.videos.create_and_poll(
         prompt="a gradient drifts", input_reference=("photo.png", IMAGE, "image/png"), size="64x64", seconds="1",
         poll_interval_ms=100, extra_body={"num_inference_steps": 6, "seed": 7})
@@ -108,11 +109,18 @@ def test_create_with_a_file_polls_to_completed_and_downloads(v1_gateway: Gateway
     headers = {"Authorization": f"Bearer {ALICE}"}
     job = httpx.get(f"{v1_gateway.url}/api/v1/jobs/{video.id}", headers=headers).json()
     assert (job["status"], job["result"]["width"], job["result"]["num_frames"]) == ("succeeded", 64, 8)
-    metrics = httpx.get(f"{v1_gateway.url}/metrics",
-                        headers={"Authorization": "Bearer metrics-token-0123456789"}).text
-    assert 'i2v_jobs_ended_total{state="succeeded"}' in metrics
-    ended = [line for line in metrics.splitlines() if line.startswith('i2v_jobs_ended_total{state="succeeded"}')]
-    assert float(ended[0].split()[-1]) >= 1
+    after = metric_values(v1_gateway)
+    assert after.get('i2v_jobs_ended_total{state="succeeded"}', 0) >= before.get(
+        'i2v_jobs_ended_total{state="succeeded"}', 0) + 1
+    created = 'i2v_http_requests_total{key="alice",method="POST",route="/v1/videos",status="200"}'
+    assert after.get(created, 0) >= before.get(created, 0) + 1, [name for name in after if "/v1" in name]
+
+
+def metric_values(gateway: GatewayServer) -> dict[str, float]:
+    """Each sample of the gateway's /metrics, by name and labels (in the order the text has them)."""
+    text = httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
 
 
 def test_json_creates_take_both_input_reference_forms(v1_gateway: GatewayServer, image_server: str) -> None:
@@ -168,6 +176,18 @@ def test_remix_reuses_the_image_and_settings(v1_gateway: GatewayServer) -> None:
                                                                                source.seed)
 
 
+def test_a_cancelled_video_is_failed_with_code_cancelled(v1_gateway: GatewayServer) -> None:
+    sdk = client(v1_gateway)
+    video = sdk.videos.create(prompt="stopped", input_reference=("p.png", IMAGE, "image/png"), size="64x64",
+                              seconds="1", extra_body={"num_inference_steps": 150})
+    cancelled = httpx.delete(f"{v1_gateway.url}/api/v1/jobs/{video.id}", headers={"Authorization": f"Bearer {ALICE}"})
+    assert cancelled.status_code == 200, cancelled.text
+    ended = sdk.videos.poll(video.id, poll_interval_ms=100)
+    assert (ended.status, ended.error.code if ended.error else None) == ("failed", "cancelled"), ended
+    with pytest.raises(openai.ConflictError):  # no content for a video that did not complete
+        client(v1_gateway, max_retries=0).videos.download_content(video.id)
+
+
 def test_a_retried_create_with_an_idempotency_key_renders_once(v1_gateway: GatewayServer) -> None:
     sdk = client(v1_gateway)
     key = {"Idempotency-Key": "retry-test-1"}
@@ -220,6 +240,11 @@ def test_errors_are_the_sdks_own_classes(v1_gateway: GatewayServer, strict_gatew
         limited.videos.create(prompt="p")
     assert int(caught.value.response.headers["retry-after"]) > 0
     assert caught.value.body["type"] == "rate_limit_error"
+    # The body limit answers before any route, and still in OpenAI's shape under /v1.
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(strict_gateway, PLAIN, max_retries=0).videos.create(
+            prompt="p", input_reference=("big.bin", b"x" * 300_000, "image/png"))
+    assert caught.value.status_code == 413 and caught.value.body["code"] == "request_too_large"
     # The native routes keep their own shape.
     native = httpx.get(f"{v1_gateway.url}/api/v1/jobs/nope", headers={"Authorization": f"Bearer {ALICE}"})
     assert native.status_code == 404 and native.json()["success"] is False
