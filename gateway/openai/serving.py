@@ -108,7 +108,7 @@ class VideoServing:
         if request.num_inference_steps is not None:
             native["steps"] = request.num_inference_steps
         if request.size is not None:
-            native["width"], native["height"] = self._size(request.size)
+            native["width"], native["height"] = self._size(request.size, await self.app.generation.max_pixels())
         fps = request.fps if request.fps is not None else VideoParams.model_fields["fps"].default
         if request.num_frames is None and request.seconds is not None:
             native["num_frames"] = self._frames(request.seconds, fps)
@@ -118,7 +118,8 @@ class VideoServing:
         except ValidationError as exc:
             raise _invalid(exc) from None
 
-    def _size(self, size: str) -> tuple[int, int]:
+    @staticmethod
+    def _size(size: str, limit: int) -> tuple[int, int]:
         match = SIZE.match(size)
         if match is None:
             raise InvalidParamError(f"size must be WIDTHxHEIGHT, e.g. 1280x704, not {size!r}", "size")
@@ -126,7 +127,6 @@ class VideoServing:
         if width < 64 or height < 64 or width % 8 or height % 8:
             raise InvalidParamError(f"size {width}x{height}: each side must be a multiple of 8 and at least 64",
                                     "size")
-        limit = self.settings.max_video_pixels
         if width * height > limit:
             raise InvalidParamError(f"size {width}x{height} is {width * height} pixels; the model makes at most "
                                     f"{limit} (1280x704 fits)", "size")

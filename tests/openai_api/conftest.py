@@ -19,7 +19,9 @@ def v1_gateway(start_gateway) -> GatewayServer:
     (the image server below is on loopback)."""
     return start_gateway({"I2V_API_KEYS": f"alice={ALICE},bob={BOB}", "I2V_UI_ENABLED": "true",
                           "I2V_WEBHOOK_ALLOW_PRIVATE": "true", "I2V_RATE_LIMIT_PER_MINUTE": "0",
-                          "I2V_CACHE_MAX_BYTES": "0", "I2V_METRICS_TOKEN": METRICS_TOKEN})
+                          "I2V_CACHE_MAX_BYTES": "0", "I2V_METRICS_TOKEN": METRICS_TOKEN,
+                          # Above the model's max_pixels (1638400 in the CPU config): the model's limit holds.
+                          "I2V_MAX_VIDEO_PIXELS": "4000000"})
 
 
 @pytest.fixture(scope="package")

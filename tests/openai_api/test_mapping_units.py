@@ -20,28 +20,36 @@ from gateway.openai.protocol import VideoCreateRequest
 from gateway.openai.serving import VideoServing
 from gateway.schemas import OutputFormat, VideoParams
 
+LIMIT = 1280 * 704
+
+
+class _Generation:
+    async def max_pixels(self) -> int:
+        return LIMIT
+
 
 class _Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.generation = _Generation()
 
 
 @pytest.fixture
 def serving() -> VideoServing:
-    settings = Settings(api_token=SecretStr("unit-test-token-0123"), max_video_pixels=1280 * 704)
-    return VideoServing(_Services(settings))  # type: ignore[arg-type]  # only .settings is read here
+    settings = Settings(api_token=SecretStr("unit-test-token-0123"))
+    return VideoServing(_Services(settings))  # type: ignore[arg-type]  # only these two are used here
 
 
 @pytest.mark.parametrize(("size", "expected"),
                          [("1280x704", (1280, 704)), ("64x64", (64, 64)), (" 72 X 64 ", (72, 64))])
 def test_sizes_the_model_takes(serving: VideoServing, size: str, expected: tuple[int, int]) -> None:
-    assert serving._size(size) == expected
+    assert serving._size(size, LIMIT) == expected
 
 
 @pytest.mark.parametrize("size", ["100x64", "56x64", "1280x720x1", "big", "1288x704", "-64x64"])
 def test_sizes_refused_name_size(serving: VideoServing, size: str) -> None:
     with pytest.raises(InvalidParamError) as caught:
-        serving._size(size)
+        serving._size(size, LIMIT)
     assert caught.value.param == "size"
 
 

@@ -214,6 +214,9 @@ def test_errors_are_the_sdks_own_classes(v1_gateway: GatewayServer, strict_gatew
             sdk.post("/videos", cast_to=openai.types.Video, body={k: v for k, v in fields.items() if v is not None})
         assert caught.value.param == param, (change, caught.value.body)
         assert caught.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError) as caught:  # the model's max_pixels, read from Triton, holds
+        sdk.videos.create(prompt="p", input_reference=("p.png", IMAGE, "image/png"), size="1600x1600")
+    assert caught.value.param == "size" and "at most 1638400" in caught.value.message
     with pytest.raises(openai.BadRequestError) as caught:  # multipart, from the SDK's own create
         sdk.videos.create(prompt="p", input_reference=("p.png", b"not an image", "image/png"))
     assert caught.value.param == "input_reference"
