@@ -19,6 +19,7 @@ import PIL.Image
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from i2v_client.signing import signature_headers
 from i2v_tools.servers import GatewayServer
 from tests.openai_api.conftest import ALICE, BOB, LIMITED, METRICS_TOKEN, PLAIN
 from tests.support.decoders import ffprobe
@@ -251,6 +252,27 @@ def test_errors_are_the_sdks_own_classes(v1_gateway: GatewayServer, strict_gatew
     # The native routes keep their own shape.
     native = httpx.get(f"{v1_gateway.url}/api/v1/jobs/nope", headers={"Authorization": f"Bearer {ALICE}"})
     assert native.status_code == 404 and native.json()["success"] is False
+
+
+def test_signed_requests_from_the_sdk_pass_and_unsigned_are_refused(start_gateway) -> None:
+    """With I2V_REQUEST_SIGNING_SECRET, /v1 checks the native signature: the SDK signs through an
+    httpx request hook (multipart bodies included), and an unsigned call is a 401."""
+    secret = "signing-secret-0123456789abcdef"
+    gateway = start_gateway({"I2V_API_KEYS": f"alice={ALICE}", "I2V_REQUEST_SIGNING_SECRET": secret,
+                             "I2V_JOB_WORKERS": "0"})
+
+    def sign(request: httpx.Request) -> None:
+        body = request.read()
+        request.headers.update(signature_headers(secret, request.method, request.url.path,
+                                                 request.url.query.decode(), body))
+
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(gateway, max_retries=0).models.list()
+    assert "signed" in caught.value.message
+    signed = client(gateway, max_retries=0, http_client=openai.DefaultHttpxClient(event_hooks={"request": [sign]}))
+    video = signed.videos.create(prompt="signed", input_reference=("p.png", IMAGE, "image/png"), size="64x64",
+                                 seconds="1")
+    assert (video.status, signed.videos.retrieve(video.id).id) == ("queued", video.id)
 
 
 def test_async_client_creates_and_polls(v1_gateway: GatewayServer) -> None:
