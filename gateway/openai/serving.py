@@ -179,14 +179,12 @@ class VideoServing:
         """OpenAI's cursor list over the caller's jobs (the store keeps them newest first by offset):
         the ``limit`` videos after ``after`` in ``order``."""
         jobs: list[Job] = []
-        offset = 0
-        while True:  # the caller's jobs are bounded by retention; read them a page at a time
-            page = await self.app.store.list_for_owner(owner, offset, LIST_SCAN)
+        offset: int | None = 0
+        while offset is not None:  # the caller's jobs are bounded by retention; read them a page at a time
+            page, offset = await self.app.jobs.list(owner, offset, LIST_SCAN)
             jobs.extend(page)
-            offset += len(page)
-            if len(page) < LIST_SCAN or (order == "desc" and after is None and len(jobs) > limit) \
-                    or (order == "desc" and after is not None and _holds_after(jobs, after, limit)):
-                break
+            if order == "desc" and (len(jobs) > limit if after is None else _holds_after(jobs, after, limit)):
+                break  # enough for this page and to know whether another follows
         if order == "asc":
             jobs.reverse()
         start = 0
