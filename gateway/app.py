@@ -23,6 +23,8 @@ from gateway.edge.metrics import MetricsMiddleware, start_metrics_port
 from gateway.edge.request_log import RequestLogMiddleware
 from gateway.errors import install_error_handlers
 from gateway.generation.outputs import URL_PREFIX, OutputStore
+from gateway.openai.errors import OpenAIErrorShapeMiddleware, install_openai_errors
+from gateway.openai.router import router as openai_router
 from gateway.redis_persistence import log_persistence
 from gateway.services import Services, edge_services
 
@@ -70,12 +72,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.edge = edge_services(settings, redis)
     install_error_handlers(app)
+    install_openai_errors(app)  # OpenAI's error shape under /v1 (gateway/openai), the native one elsewhere
     app.include_router(generate.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
+    app.include_router(openai_router)
     # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
     app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.ui_enabled:
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     # the request log, added last and so outermost, still records it.
     app.add_middleware(ClientAddressMiddleware, allowlist=parse_networks(settings.ip_allowlist),
                        trusted_proxies=parse_networks(settings.trusted_proxies))
+    app.add_middleware(OpenAIErrorShapeMiddleware)  # the refusals above, in OpenAI's shape under /v1
     # Counts every request, refused ones included; answers /metrics only with I2V_METRICS_TOKEN.
     app.add_middleware(MetricsMiddleware, token=settings.metrics_token)
     app.add_middleware(RequestLogMiddleware)

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(30 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above).")
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest decoded image file.")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Largest image in pixels (decompression bombs).")
+    max_video_pixels: int = Field(
+        1280 * 1280, ge=64 * 64, description="Largest output, width x height, accepted; the model's own max_pixels "
+        "(read from Triton: 1638400 in the CPU config, 921600 in the GPU one) applies too, whichever is smaller.")
     max_prompt_chars: int = Field(2000, gt=0, description="Longest prompt or negative prompt.")
 
     # --- outputs ---

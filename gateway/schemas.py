@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Resolution(str, Enum):
@@ -16,6 +16,7 @@ class Resolution(str, Enum):
     p512 = "512p"
     p768 = "768p"
     p1024 = "1024p"
+    p720 = "720p"  # 1280x704: the size I2VGen-XL was trained at (its pipeline's default)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -27,6 +28,7 @@ RESOLUTION_SIZES = {
     Resolution.p512: (512, 512),
     Resolution.p768: (768, 768),
     Resolution.p1024: (1024, 576),
+    Resolution.p720: (1280, 704),
 }
 
 
@@ -52,7 +54,17 @@ class VideoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(..., min_length=1, description="What should happen in the video.")
-    resolution: Resolution = Field(Resolution.p512, description="256p, 512p, 768p (square) or 1024p (1024x576).")
+    resolution: Resolution = Field(
+        Resolution.p512, description="256p, 512p, 768p (square), 1024p (1024x576) or 720p (1280x704, the size "
+                                     "I2VGen-XL was trained at). width and height together override it.")
+    # Free sizes (issue 21). Left out of stored jobs while unset, like step_cache_interval.
+    width: int | None = Field(
+        None, ge=64, le=4096, multiple_of=8, exclude_if=lambda value: value is None,
+        description="Output width in pixels, a multiple of 8 (at least 64), sent with height; overrides "
+                    "resolution. width x height is limited by the model (I2V_MAX_VIDEO_PIXELS).")
+    height: int | None = Field(
+        None, ge=64, le=4096, multiple_of=8, exclude_if=lambda value: value is None,
+        description="Output height in pixels, a multiple of 8 (at least 64), sent with width.")
     num_frames: int = Field(16, ge=8, le=32, description="Frames in the video (the model was trained on 16 and 32).")
     fps: int = Field(8, ge=1, le=60, description="Frames per second of the MP4 file.")
     steps: int = Field(50, ge=1, le=150, description="Denoising steps: more is slower and finer.")
@@ -71,6 +83,19 @@ class VideoParams(BaseModel):
     output_format: OutputFormat = Field(
         OutputFormat.mp4, description="mp4 (H.264), webm (VP9), gif (animated, looping) or frames (a zip of PNGs "
                                       "named frame_0000.png ...). A JPEG poster of the first frame comes with each.")
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> VideoParams:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together: send both, or neither and a resolution")
+        return self
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the video: the free size when given, else the resolution's."""
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        return self.resolution.size
 
 
 class GenerateRequest(VideoParams):

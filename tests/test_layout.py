@@ -30,6 +30,13 @@ NO_IMPORTS = [
     ("gateway/ui", ("gateway.api",),
      "the web UI sits at the top beside the routes: it uses the edge, jobs and generation, never the routes"),
     ("gateway/api", ("gateway.ui",), "the routes and the web UI are siblings; only gateway/app.py mounts the UI"),
+    ("gateway/openai", ("gateway.ui",),
+     "the OpenAI-compatible API (issue 21) is an adapter beside the routes: it reuses their dependencies "
+     "and the job service, never the UI"),
+    ("gateway/api", ("gateway.openai",), "the native routes and the /v1 adapter are siblings; gateway/app.py "
+     "mounts both"),
+    *[(layer, ("gateway.openai",), "nothing below the /v1 adapter imports it")
+      for layer in ("gateway/edge", "gateway/jobs", "gateway/generation", "gateway/ui")],
     ("gateway/edge", ("gateway.ui",), "nothing below the UI imports it"),
     ("gateway/jobs", ("gateway.ui",), "nothing below the UI imports it"),
     ("gateway/generation", ("gateway.ui",), "nothing below the UI imports it"),

@@ -78,10 +78,19 @@ class GenerationService:
     async def prepare(self, body: GenerateRequest) -> PreparedInput:
         """Check the prompts and the image; raises 400/413/422 ``ApiError``s."""
         self._check_prompts(body)
-        width, height = body.resolution.size
+        width, height = body.size
+        limit = await self.max_pixels()
+        if width * height > limit:
+            raise InvalidFieldError(f"width x height = {width}x{height} is {width * height} pixels; the model makes "
+                                    f"at most {limit}")
         # Image decoding and video encoding are CPU work: keep them off the event loop.
         image = await asyncio.to_thread(prepare_image, body.image_base64, width, height, body.fit, self.image_limits)
         return PreparedInput(image=image, width=width, height=height)
+
+    async def max_pixels(self) -> int:
+        """The largest video, width x height: the model's max_pixels, and at most I2V_MAX_VIDEO_PIXELS."""
+        model = await self.triton.max_pixels()
+        return self.settings.max_video_pixels if model is None else min(model, self.settings.max_video_pixels)
 
     async def render(self, prepared: PreparedInput, params: VideoParams, request_id: str = "",
                      timeout_s: float | None = None) -> VideoResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from gateway.generation.progress import Progress
 from gateway.generation.triton_inputs import VideoRequest, build_inputs
 
 logger = logging.getLogger("gateway.triton")
+MODEL_CONFIG_TTL_S = 60.0
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -84,6 +86,22 @@ class TritonClient:
         self.timeout_s = timeout_s
         self.progress_model = progress_model
         self._client = grpcaio.InferenceServerClient(url, channel_args=channel_args())
+        self._max_pixels: tuple[float, int | None] | None = None  # (monotonic time read, value)
+
+    async def max_pixels(self) -> int | None:
+        """The model's ``max_pixels`` parameter (its config.pbtxt), so that a size it would refuse is refused
+        at submission; re-read each minute (a reloaded model may have another config). None while Triton
+        cannot say."""
+        now = time.monotonic()
+        if self._max_pixels is not None and now - self._max_pixels[0] < MODEL_CONFIG_TTL_S:
+            return self._max_pixels[1]
+        try:
+            config = await self._client.get_model_config(self.model, as_json=True, client_timeout=2)
+            value: int | None = int(config["config"]["parameters"]["max_pixels"]["string_value"])
+        except (InferenceServerException, KeyError, TypeError, ValueError):
+            value = None  # unreachable, or a model without the parameter: the gateway's own limit holds
+        self._max_pixels = (now, value)
+        return value
 
     async def readiness(self) -> tuple[bool, str]:
         """(ready, reason) for ``/readyz``."""

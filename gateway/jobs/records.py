@@ -136,6 +136,10 @@ class Job(BaseModel):
     error_status: int | None = None
     webhook: Webhook | None = None
     events: int = 0  # events recorded so far; the last one's id
+    # Made through /v1/videos (gateway/openai): its input is kept until retention deletes the job,
+    # since a remix runs the same image again; remixed_from names the video it remixed.
+    keep_input: bool = False
+    remixed_from: str | None = None
 
     # --- the lifecycle: the only ways a job's status changes ---
 

@@ -69,9 +69,11 @@ class JobService:
         return None
 
     async def submit(self, body: JobRequest, owner: str, base_url: str, idempotency_key: str | None = None,
-                     cancel_after_s: float | None = None) -> tuple[Job, bool]:
+                     cancel_after_s: float | None = None, *, keep_input: bool = False,
+                     remixed_from: str | None = None) -> tuple[Job, bool]:
         """Validate everything a worker would trip on, then store the job; (job, created).
-        ``cancel_after_s`` (the Cancel-After header) and the body's field: the earlier deadline wins."""
+        ``cancel_after_s`` (the Cancel-After header) and the body's field: the earlier deadline wins.
+        ``keep_input`` keeps the image past the run (a /v1 video can be remixed)."""
         webhook = None
         if body.callback_url:
             if self.settings.webhook_secret is None:
@@ -93,7 +95,8 @@ class JobService:
         job = Job(owner=owner, params=params, width=prepared.width, height=prepared.height, base_url=base_url,
                   webhook=webhook, created_at=now, updated_at=now, run_after=now,
                   deadline_at=now + self.settings.job_deadline_s,
-                  cancel_at=now + min(deadlines) if deadlines else None)
+                  cancel_at=now + min(deadlines) if deadlines else None, keep_input=keep_input,
+                  remixed_from=remixed_from)
         try:
             stored, created = await self.store.insert(job, prepared.image, idempotency, self.settings.retention_s)
         except IdempotencyConflictError as exc:
@@ -168,6 +171,22 @@ class JobService:
         job, _ = await self.store.mutate(job_id, change)
         if job is None:
             raise NotFoundError(f"no job {job_id}")
+        return job
+
+    async def load_input(self, job_id: str, owner: str) -> bytes | None:
+        """The job's input image as the model got it (PNG at the video's size), while it is kept."""
+        await self.get(job_id, owner)
+        return await self.store.load_input(job_id)
+
+    async def delete(self, job_id: str, owner: str) -> Job:
+        """Forget an ended job, its input and its files (its video and poster); the job as it was.
+        One still queued or running must be cancelled and have ended first: ``ConflictError``."""
+        job = await self.get(job_id, owner)
+        if not job.status.final:
+            raise ConflictError(f"job {job_id} is {job.status.value}; cancel it and wait for it to end first")
+        await self.store.delete(job_id)
+        if job.result is not None:
+            self.generation.discard(job.result)
         return job
 
     async def wait(self, job: Job, seconds: float) -> Job:

@@ -29,28 +29,29 @@ def _address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_callback_url(url: str, allow_private: bool) -> str:
-    """The URL if it may be called back; ``InvalidFieldError`` (422) if not.
+async def check_callback_url(url: str, allow_private: bool, field: str = "callback_url") -> str:
+    """The URL if it may be called back (or, for ``field`` input_reference, fetched); ``InvalidFieldError``
+    (422) if not.
 
     Every address the host resolves to must be public unless ``allow_private``: loopback,
     private ranges, link-local (cloud metadata at 169.254.169.254) and the like are refused.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidFieldError("callback_url must be an absolute http:// or https:// URL")
+        raise InvalidFieldError(f"{field} must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
-        raise InvalidFieldError("callback_url must not carry credentials; webhooks are signed instead")
+        raise InvalidFieldError(f"{field} must not carry credentials")
     if allow_private:
         return url
     try:
         infos = await asyncio.to_thread(socket.getaddrinfo, parts.hostname, parts.port or 443, 0,
                                         socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise InvalidFieldError(f"callback_url host {parts.hostname!r} does not resolve") from None
+        raise InvalidFieldError(f"{field} host {parts.hostname!r} does not resolve") from None
     for info in infos:
         if not _address_is_public(str(info[4][0])):
             raise InvalidFieldError(
-                f"callback_url resolves to {info[4][0]}, a loopback, private or reserved address; "
+                f"{field} resolves to {info[4][0]}, a loopback, private or reserved address; "
                 "those are refused unless I2V_WEBHOOK_ALLOW_PRIVATE is set")
     return url
 

@@ -120,7 +120,8 @@ class JobWorker:
         if not changed or updated is None:
             return None  # the lease was lost: another worker owns the job now
         if updated.status.final:
-            await self.store.drop_input(job.id)
+            if not job.keep_input:
+                await self.store.drop_input(job.id)
             if updated.webhook is not None:
                 self.wake.set()
         return updated
@@ -206,7 +207,8 @@ class JobWorker:
             if not recorded:
                 self.renderer.discard(made)
         if recorded and after is not None:
-            await self.store.drop_input(job.id)
+            if not job.keep_input:
+                await self.store.drop_input(job.id)
             if after.webhook is not None:
                 self.wake.set()
 

@@ -139,7 +139,7 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
 
         async def gallery_items(request: gr.Request) -> tuple[list[tuple[str, str]], list[dict]]:
             found = await actions.recent(request)
-            items = [(str(path), f"{params.prompt} · {params.resolution.value} · {params.num_frames}f · "
+            items = [(str(path), f"{params.prompt} · {params.size[0]}x{params.size[1]} · {params.num_frames}f · "
                                  f"{params.steps} steps · seed {view.result.seed if view.result else ''}")
                      for view, params, path in found]
             return items, [params.model_dump(mode="json") for _, params, _ in found]
