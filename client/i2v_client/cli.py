@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--token", default=argparse.SUPPRESS, help="API key or JWT (I2V_API_TOKEN)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON on stdout")
     common.add_argument("--retries", type=int, default=argparse.SUPPRESS,
-                        help="retries of 429/503 answers (default 3; Retry-After honoured up to 30 s)")
+                        help="retries of 429/502/503/504 answers and network failures (default 3; "
+                             "Retry-After honoured up to 30 s)")
     common.add_argument("--wait-timeout", type=float, default=argparse.SUPPRESS, metavar="S",
                         help="give up waiting for a job after S seconds (the job goes on)")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",

@@ -44,7 +44,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of 429 and 503 answers (and of connection failures) for idempotent calls.
+    """Retries of 429, 502, 503 and 504 answers and of network failures for idempotent calls (of a
+    429 and a connection never made for any call); ``max_retries`` per call overrides it.
 
     The wait is the answer's Retry-After when it has one, else exponential backoff with jitter;
     a Retry-After longer than ``max_wait_s`` is not waited for: the error is raised at once.
