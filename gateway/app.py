@@ -19,6 +19,7 @@ from gateway.api import admin, docs, generate, health, jobs, usage
 from gateway.config import Settings
 from gateway.edge.body_size import BodySizeLimitMiddleware
 from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
+from gateway.edge.closing import ClosingMiddleware
 from gateway.edge.metrics import MetricsMiddleware, start_metrics_port
 from gateway.edge.request_log import RequestLogMiddleware
 from gateway.errors import install_error_handlers
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(ClosingMiddleware)  # inside the log and the metrics: they see its 499
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Runs before the body limit and the routes, so a refused address costs nothing more;
     # the request log, added last and so outermost, still records it.

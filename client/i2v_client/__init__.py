@@ -4,9 +4,12 @@ errors per HTTP status, webhook verification, and the ``i2v`` command line (``i2
 from i2v_client.aio import AsyncClient
 from i2v_client.client import Client, I2VClient
 from i2v_client.errors import (
+    APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     BadGateway,
     BadRequest,
+    ConfigurationError,
     Conflict,
     Forbidden,
     GatewayTimeout,
@@ -22,6 +25,7 @@ from i2v_client.errors import (
     ServiceUnavailableError,
     Unauthorized,
     Unprocessable,
+    WaitTimeoutError,
     parse_error,
 )
 from i2v_client.images import encode_image
@@ -41,7 +45,8 @@ from i2v_client.transport import NO_RETRIES, RetryPolicy
 from i2v_client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
-    "NO_RETRIES", "AsyncClient", "AuthenticationError", "BadGateway", "BadRequest", "BatchItemResult",
+    "NO_RETRIES", "APIConnectionError", "APITimeoutError", "AsyncClient", "ConfigurationError", "WaitTimeoutError",
+    "AuthenticationError", "BadGateway", "BadRequest", "BatchItemResult",
     "BatchResponse", "Client", "Conflict", "Forbidden", "GatewayTimeout", "GenerateResponse",
     "GenerationTimeoutError", "I2VClient", "I2VError", "InternalServerError", "InvalidRequestError", "JobError",
     "JobListResponse", "JobProgress", "JobResponse", "JobStatus", "NotFound", "PayloadTooLarge", "Progress",

@@ -1,21 +1,27 @@
-"""``i2v``: the image-to-video API from a shell. ``i2v --help`` lists commands and exit codes."""
+"""``i2v``: the image-to-video API from a shell. ``i2v --help`` lists commands and exit codes.
+
+Every failure is one line on stderr (``i2v: error: ...``) and a documented exit code, never a
+traceback. Once the gateway accepted a job, no failure loses it: the line names the job and the
+commands that follow it (``i2v jobs wait ID -o PATH``) or cancel it. Ctrl-C leaves the job
+running (``--cancel-on-interrupt`` cancels it)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from i2v_client.admin_cli import add_admin_commands
 from i2v_client.client import Client
 from i2v_client.errors import (
+    APIConnectionError,
     AuthenticationError,
+    ConfigurationError,
     GenerationTimeoutError,
     I2VError,
     InvalidRequestError,
@@ -28,14 +34,21 @@ from i2v_client.terminal import ProgressBar, emit
 from i2v_client.transport import DEFAULT_URL, RetryPolicy
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_ERROR = range(7)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 EXIT_CODES = """exit codes:
   0  success
   1  the job failed or was cancelled (batch: an item was rejected or its job did not succeed)
-  2  usage: bad arguments, an unreadable file, or the gateway refused the request (400, 409, 413, 422)
+  2  usage: bad arguments or settings (URL, token), an unreadable image or unwritable output,
+     or the gateway refused the request (400, 409, 413, 422)
   3  authentication: token missing or wrong, or address not allowed (401, 403)
   4  not found: no such job for this token (404)
   5  busy or unavailable after retries: rate limited (429), model not ready or failed (502, 503), timed out (504)
-  6  the gateway cannot be reached, waiting timed out, or another error"""
+  6  the gateway cannot be reached (after retries), waiting timed out (--wait-timeout), or another error
+  130  interrupted (Ctrl-C)
+
+Once a job is accepted, a failure or Ctrl-C leaves it running on the gateway and prints its id
+with the commands to follow it (i2v jobs wait ID -o PATH) or cancel it (i2v jobs cancel ID);
+--cancel-on-interrupt cancels it on Ctrl-C instead. Waits ride out gateway restarts."""
 VIDEO_OPTIONS = {  # option -> request field, type
     "--resolution": ("resolution", str), "--frames": ("num_frames", int), "--fps": ("fps", int),
     "--steps": ("steps", int), "--guidance-scale": ("guidance_scale", float),
@@ -45,6 +58,10 @@ VIDEO_OPTIONS = {  # option -> request field, type
 
 
 def exit_code_of(error: I2VError) -> int:
+    if isinstance(error, ConfigurationError):
+        return EXIT_USAGE
+    if isinstance(error, APIConnectionError):  # timeouts included
+        return EXIT_ERROR
     if isinstance(error, AuthenticationError):
         return EXIT_AUTH
     if isinstance(error, NotFound):
@@ -81,13 +98,64 @@ def finish(client: Client, job: JobResponse, args: argparse.Namespace, output: s
     return EXIT_OK if job.status is JobStatus.succeeded else EXIT_JOB_FAILED
 
 
+class InFlight:
+    """The jobs the gateway accepted that this command has not seen to the end: a failure names
+    them with the commands that resume or cancel them, so none runs on unseen."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.jobs: dict[str, JobResponse] = {}
+
+    def accepted(self, job: JobResponse) -> JobResponse:
+        self.jobs[job.job_id] = job
+        return job
+
+    def settled(self, job: JobResponse) -> None:
+        self.jobs.pop(job.job_id, None)
+
+    def command(self, *words: str) -> str:
+        url = ["--url", self.args.url] if self.args.url else []
+        return shlex.join(["i2v", *url, *words])
+
+    def hint(self) -> str:
+        """What to do about each job left: '' when none is."""
+        parts = []
+        for job_id, job in self.jobs.items():
+            output = getattr(self.args, "output", None) or "VIDEO.mp4"
+            resume = self.command("jobs", "wait", job_id, "-o", output)
+            if job.status is JobStatus.succeeded and job.result is not None:
+                parts.append(f"job {job_id} succeeded: video at {job.result.video_url}; save it with '{resume}'")
+            else:
+                parts.append(f"job {job_id} goes on at the gateway: follow it with '{resume}', "
+                             f"cancel it with '{self.command('jobs', 'cancel', job_id)}'")
+        return "; ".join(parts)
+
+    def cancel_all(self, client: Client) -> str:
+        """Ctrl-C with --cancel-on-interrupt: cancel each job left; what happened, as text."""
+        done = []
+        for job_id in list(self.jobs):
+            try:
+                client.cancel(job_id, timeout=10, max_retries=1)
+            except I2VError as error:
+                done.append(f"job {job_id} not cancelled ({error}): cancel it with "
+                            f"'{self.command('jobs', 'cancel', job_id)}'")
+            else:
+                self.jobs.pop(job_id)
+                done.append(f"job {job_id} cancelled")
+        return "; ".join(done)
+
+
 def wait_and_finish(client: Client, job: JobResponse, args: argparse.Namespace) -> int:
+    args.in_flight.accepted(job)
     bar = ProgressBar()
     try:
         ended = client.wait(job, progress=bar, timeout=args.wait_timeout)
     finally:
         bar.done()
-    return finish(client, ended, args, args.output)
+    args.in_flight.accepted(ended)  # its latest state, for the hint if saving fails
+    code = finish(client, ended, args, args.output)
+    args.in_flight.settled(ended)
+    return code
 
 
 def cmd_generate(client: Client, args: argparse.Namespace) -> int:
@@ -153,6 +221,10 @@ def cmd_batch(client: Client, args: argparse.Namespace) -> int:
     answer = client.batch(read_batch(Path(args.file)), image=args.image, callback_url=args.callback_url,
                           **video_fields(args))
     code = EXIT_OK if answer.rejected == 0 else EXIT_JOB_FAILED
+    if args.wait:
+        for item in answer.items:
+            if item.job is not None:
+                args.in_flight.accepted(item.job)
     lines = []
     for item in answer.items:
         if item.job is None:
@@ -160,10 +232,11 @@ def cmd_batch(client: Client, args: argparse.Namespace) -> int:
                          f"{item.error.message if item.error else ''}")
             continue
         if args.wait:
-            item.job = client.wait(item.job, timeout=args.wait_timeout)
+            item.job = args.in_flight.accepted(client.wait(item.job, timeout=args.wait_timeout))
             if args.output_dir and item.job.status is JobStatus.succeeded:
                 Path(args.output_dir).mkdir(parents=True, exist_ok=True)
                 client.download(item.job, Path(args.output_dir) / f"{item.index}-{item.job.job_id}.mp4")
+            args.in_flight.settled(item.job)
             code = code if item.job.status is JobStatus.succeeded else EXIT_JOB_FAILED
         lines.append(f"{item.index}  {item.job.status.value:<9} {item.job.job_id}")
     emit(answer, "\n".join(lines), args.json)
@@ -184,9 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--token", default=argparse.SUPPRESS, help="API key or JWT (I2V_API_TOKEN)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON on stdout")
     common.add_argument("--retries", type=int, default=argparse.SUPPRESS,
-                        help="retries of 429/503 answers (default 3; Retry-After honoured up to 30 s)")
+                        help="retries of 429/502/503/504 answers and network failures (default 3; "
+                             "Retry-After honoured up to 30 s)")
     common.add_argument("--wait-timeout", type=float, default=argparse.SUPPRESS, metavar="S",
-                        help="give up waiting for a job after S seconds")
+                        help="give up waiting for a job after S seconds (the job goes on)")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",
+                        help="seconds each request may take (default 900)")
+    common.add_argument("--cancel-on-interrupt", action="store_true", default=argparse.SUPPRESS,
+                        help="on Ctrl-C, cancel the job being waited for (default: leave it running)")
     parser = argparse.ArgumentParser(prog="i2v", parents=[common], epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Make videos from images with the I2VGen-XL API.")
@@ -236,28 +314,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on bad usage
-    for name, default in (("url", None), ("token", None), ("json", False), ("retries", 3), ("wait_timeout", None)):
+    for name, default in (("url", None), ("token", None), ("json", False), ("retries", 3), ("wait_timeout", None),
+                          ("timeout", None), ("cancel_on_interrupt", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    args.in_flight = InFlight(args)
     token = args.token if args.token is not None else os.environ.get("I2V_API_TOKEN")
-    client = Client(args.url, token, retry=RetryPolicy(max_retries=args.retries))
+    try:
+        client = Client(args.url, token, retry=RetryPolicy(max_retries=args.retries),
+                        **({"timeout": args.timeout} if args.timeout else {}))
+    except I2VError as error:
+        return fail(str(error), exit_code_of(error), args.in_flight)
     try:
         with client:
             return int(args.run(client, args))
     except I2VError as error:
-        print(f"i2v: error: {error.status}: {error.message}", file=sys.stderr)
-        return exit_code_of(error)
-    except httpx.TransportError as error:
-        print(f"i2v: error: cannot reach {client.base_url}: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except TimeoutError as error:  # before OSError, its parent
-        print(f"i2v: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except (OSError, ValueError) as error:  # an unreadable image or batch file
-        print(f"i2v: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(error), exit_code_of(error), args.in_flight)
+    except (OSError, ValueError) as error:  # an unreadable image or batch file, an unwritable output
+        return fail(str(error), EXIT_USAGE, args.in_flight)
     except KeyboardInterrupt:
-        return 130
+        if args.cancel_on_interrupt and args.in_flight.jobs:
+            with Client(args.url, token) as fresh:
+                return fail(f"interrupted; {args.in_flight.cancel_all(fresh)}", EXIT_INTERRUPTED, args.in_flight)
+        return fail("interrupted", EXIT_INTERRUPTED, args.in_flight)
+
+
+def fail(message: str, code: int, in_flight: InFlight) -> int:
+    """One line on stderr: the error, then what to do about the jobs it leaves."""
+    hint = in_flight.hint()
+    print(f"i2v: error: {message}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from i2v_client.errors import I2VError
 from i2v_client.images import ImageInput, encode_image, with_image
 from i2v_client.models import (
     BatchResponse,
@@ -15,36 +16,49 @@ from i2v_client.models import (
     JobListResponse,
     JobResponse,
 )
-from i2v_client.transport import Call, RetryPolicy, Transport, error_of, new_idempotency_key, parse
+from i2v_client.transport import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    GENERATE_RETRY_STATUSES,
+    Call,
+    RetryPolicy,
+    Transport,
+    connection_error,
+    error_of,
+    new_idempotency_key,
+    parse,
+)
 from i2v_client.waiting import (
     STREAM_READ_TIMEOUT_S,
-    Deadline,
-    EventFollower,
+    Follow,
     ProgressCallback,
-    ProgressNotifier,
     StreamUnavailable,
     check_event_stream,
     job_id_of,
-    job_progress,
     video_url_of,
 )
 
-DEFAULT_TIMEOUT_S = 900.0  # one synchronous generation may take minutes on a busy model
+__all__ = ["DEFAULT_TIMEOUT_S", "Client", "I2VClient"]
 
 
 class Client:
-    """The REST API as methods returning typed answers; errors raise an ``I2VError`` subclass.
+    """The REST API as methods returning typed answers; every failure raises an ``I2VError``
+    subclass (``APIConnectionError``, ``APITimeoutError`` when there is no answer).
 
     ``base_url`` defaults to ``I2V_API_URL`` (else http://127.0.0.1:8000), ``token`` to
-    ``I2V_API_TOKEN`` (a key or a JWT), ``signing_secret`` to ``I2V_REQUEST_SIGNING_SECRET``.
+    ``I2V_API_TOKEN`` (a key or a JWT), ``signing_secret`` to ``I2V_REQUEST_SIGNING_SECRET``,
+    ``max_body_bytes`` (the gateway's body limit, checked before sending) to ``I2V_MAX_BODY_BYTES``.
+    ``timeout`` bounds each attempt of a call (900 s: a synchronous generation); each method
+    also takes its own ``timeout`` and ``max_retries``. A malformed URL or token raises
+    ``ConfigurationError`` here.
     """
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S,
                  signing_secret: str | None = None, retry: RetryPolicy | None = None,
-                 http: httpx.Client | None = None) -> None:
-        self.transport = Transport(base_url, token, signing_secret, retry)
+                 max_body_bytes: int | None = None, http: httpx.Client | None = None) -> None:
+        self.transport = Transport(base_url, token, signing_secret, retry, max_body_bytes, timeout)
         self.timeout = timeout
-        self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=10))
+        self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S))
 
     @property
     def base_url(self) -> str:
@@ -60,106 +74,136 @@ class Client:
         self.http.close()
 
     def _send(self, call: Call) -> httpx.Response:
-        """Send, retrying 429/503 and connection failures of idempotent calls (``RetryPolicy``)."""
+        """Send, retrying 429/502/503/504 and network failures of idempotent calls, a 429 and a
+        failed connect of any call (``RetryPolicy``); a network failure raises ``APIConnectionError``."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = self.http.send(self.transport.request(self.http, call))
-            except httpx.TransportError:
-                delay = self.transport.retry_delay(call, attempt, None)
+            except httpx.HTTPError as error:
+                delay = self.transport.retry_delay(call, attempt, None, error)
                 if delay is None:
-                    raise
+                    raise connection_error(error, self.base_url) from error
             else:
                 delay = self.transport.retry_delay(call, attempt, response)
                 if delay is None:
+                    if response.status_code == 413:
+                        self.transport.learn(response)
                     return response
                 response.close()
             time.sleep(delay)
 
     # --- generation ---
 
-    def generate(self, image: ImageInput, prompt: str, **params: Any) -> GenerateResponse:
+    def generate(self, image: ImageInput, prompt: str, *, timeout: float | None = None,
+                 max_retries: int | None = None, **params: Any) -> GenerateResponse:
         """POST /api/v1/generate and wait for the video. ``params``: resolution, num_frames, fps,
-        steps, guidance_scale, negative_prompt, seed, fit, and any field the gateway adds."""
+        steps, guidance_scale, negative_prompt, seed, fit, and any field the gateway adds. Retried
+        only where nothing ran: a 429 (after its Retry-After) and a connection never made."""
         payload = {"image_base64": encode_image(image), "prompt": prompt, **params}
-        return parse(self._send(self.transport.call("POST", "/api/v1/generate", payload)), GenerateResponse)
+        call = self.transport.call("POST", "/api/v1/generate", payload, timeout=timeout, max_retries=max_retries,
+                                   retry_statuses=GENERATE_RETRY_STATUSES)
+        return parse(self._send(call), GenerateResponse)
 
-    def generate_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def generate_json(self, payload: dict[str, Any], *, timeout: float | None = None,
+                      max_retries: int | None = None) -> dict[str, Any]:
         """POST a ready-made JSON body to /api/v1/generate; the answer as a dict (0.2 API)."""
-        response = self._send(self.transport.call("POST", "/api/v1/generate", payload))
-        return parse(response, GenerateResponse).model_dump(mode="json")
+        call = self.transport.call("POST", "/api/v1/generate", payload, timeout=timeout, max_retries=max_retries,
+                                   retry_statuses=GENERATE_RETRY_STATUSES)
+        return parse(self._send(call), GenerateResponse).model_dump(mode="json")
 
     # --- jobs ---
 
     def submit(self, image: ImageInput, prompt: str, *, callback_url: str | None = None,
-               idempotency_key: str | None = None, **params: Any) -> JobResponse:
+               idempotency_key: str | None = None, timeout: float | None = None, max_retries: int | None = None,
+               **params: Any) -> JobResponse:
         """POST /api/v1/jobs: the queued job. An Idempotency-Key is sent (a fresh one unless
         given), so a retry after a 429, a 503 or a lost answer never makes a second job."""
         payload = {"image_base64": encode_image(image), "prompt": prompt, **params}
         if callback_url:
             payload["callback_url"] = callback_url
         headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
-        return parse(self._send(self.transport.call("POST", "/api/v1/jobs", payload, headers=headers)), JobResponse)
+        call = self.transport.call("POST", "/api/v1/jobs", payload, headers=headers, timeout=timeout,
+                                   max_retries=max_retries)
+        return parse(self._send(call), JobResponse)
 
-    def get(self, job: str | JobResponse) -> JobResponse:
-        return parse(self._send(self.transport.call("GET", f"/api/v1/jobs/{job_id_of(job)}")), JobResponse)
+    def get(self, job: str | JobResponse, *, timeout: float | None = None,
+            max_retries: int | None = None) -> JobResponse:
+        call = self.transport.call("GET", f"/api/v1/jobs/{job_id_of(job)}", timeout=timeout, max_retries=max_retries)
+        return parse(self._send(call), JobResponse)
 
-    def cancel(self, job: str | JobResponse) -> JobResponse:
+    def cancel(self, job: str | JobResponse, *, timeout: float | None = None,
+               max_retries: int | None = None) -> JobResponse:
         """Cancel: a queued job never runs, a running one stops within a denoising step."""
-        return parse(self._send(self.transport.call("DELETE", f"/api/v1/jobs/{job_id_of(job)}")), JobResponse)
+        call = self.transport.call("DELETE", f"/api/v1/jobs/{job_id_of(job)}", timeout=timeout,
+                                   max_retries=max_retries)
+        return parse(self._send(call), JobResponse)
 
-    def list_jobs(self, offset: int = 0, limit: int = 20) -> JobListResponse:
+    def list_jobs(self, offset: int = 0, limit: int = 20, *, timeout: float | None = None,
+                  max_retries: int | None = None) -> JobListResponse:
         """The caller's jobs, newest first; ``next_offset`` for the next page."""
-        call = self.transport.call("GET", "/api/v1/jobs", query={"offset": offset, "limit": limit})
+        call = self.transport.call("GET", "/api/v1/jobs", query={"offset": offset, "limit": limit},
+                                   timeout=timeout, max_retries=max_retries)
         return parse(self._send(call), JobListResponse)
 
     def batch(self, items: list[dict[str, Any]], *, image: ImageInput | None = None,
-              callback_url: str | None = None, **defaults: Any) -> BatchResponse:
+              callback_url: str | None = None, timeout: float | None = None, max_retries: int | None = None,
+              **defaults: Any) -> BatchResponse:
         """POST /api/v1/batch: one job per item over ``defaults`` (``image`` for all, or an
         ``image`` in an item: a path, bytes or a PIL image); each item is accepted or has its error."""
         payload: dict[str, Any] = {"defaults": with_image(defaults, image), "items": [with_image(i) for i in items]}
         if callback_url:
             payload["callback_url"] = callback_url
-        return parse(self._send(self.transport.call("POST", "/api/v1/batch", payload)), BatchResponse)
+        call = self.transport.call("POST", "/api/v1/batch", payload, timeout=timeout, max_retries=max_retries,
+                                   retry_statuses=GENERATE_RETRY_STATUSES)
+        return parse(self._send(call), BatchResponse)
 
     def wait(self, job: str | JobResponse, *, progress: ProgressCallback | None = None,
              timeout: float | None = None, poll_interval: float = 1.0) -> JobResponse:
         """Until the job has succeeded, failed or been cancelled; the final job. ``progress`` is
-        called with each change (status, step of total), from the job's event stream, or from
-        polling every ``poll_interval`` s if the stream is not available. ``TimeoutError`` after
-        ``timeout`` s."""
-        job_id = job_id_of(job)
-        deadline, notify = Deadline(job_id, timeout), ProgressNotifier(progress)
-        try:
-            return self._wait_stream(job_id, notify, deadline)
-        except (StreamUnavailable, httpx.TransportError):
-            pass
+        called once with each change (status, step of total) from the job's event stream, or from
+        polling every ``poll_interval`` s where there is no stream. Connection failures, 429 and
+        5xx answers and gateway restarts are ridden out (the stream resumes with Last-Event-ID,
+        polling in between, back-off capped at 5 s) until the job ends or ``timeout`` s pass:
+        then ``WaitTimeoutError`` (the job goes on). 401, 403 and 404 raise at once."""
+        follow = Follow(job_id_of(job), timeout, progress)
         while True:
-            current = self.get(job_id)
-            notify(job_progress(current))
-            if current.status.final:
-                return current
-            deadline.check(current.status.value)
-            time.sleep(deadline.pause(poll_interval))
+            if not follow.polling_only:
+                try:
+                    return self._follow_stream(follow)
+                except (I2VError, StreamUnavailable) as error:
+                    follow.failed(error)
+            try:
+                current = self.get(follow.job_id, max_retries=0, timeout=STREAM_READ_TIMEOUT_S)
+            except I2VError as error:
+                follow.failed(error)
+            else:
+                if (ended := follow.polled(current)) is not None:
+                    return ended
+                follow.deadline.check(current.status.value)
+            time.sleep(follow.backoff(poll_interval))
 
-    def _wait_stream(self, job_id: str, notify: ProgressNotifier, deadline: Deadline) -> JobResponse:
-        call = self.transport.call("GET", f"/api/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"})
-        request = self.transport.request(self.http, call)
-        request.extensions["timeout"] = httpx.Timeout(STREAM_READ_TIMEOUT_S, connect=10).as_dict()
-        response = self.http.send(request, stream=True)
+    def _follow_stream(self, follow: Follow) -> JobResponse:
+        """One connection to the job's events, read until its final event."""
+        call = self.transport.call("GET", f"/api/v1/jobs/{follow.job_id}/events", headers=follow.stream_headers(),
+                                   timeout=STREAM_READ_TIMEOUT_S)
         try:
-            if response.status_code in (401, 403, 404):
-                response.read()
-                raise error_of(response)  # polling would only answer the same
-            check_event_stream(response)
-            follower = EventFollower(job_id, deadline, notify)
-            for line in response.iter_lines():
-                if (final := follower.feed(line)) is not None:
-                    return final
-            raise StreamUnavailable("the event stream ended before the job did")
-        finally:
-            response.close()
+            response = self.http.send(self.transport.request(self.http, call), stream=True)
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_of(response)
+                check_event_stream(response)
+                reader = follow.connected()
+                for line in response.iter_lines():
+                    if (final := reader.feed(line)) is not None:
+                        return final
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            raise connection_error(error, self.base_url) from error
+        raise StreamUnavailable("the event stream ended before the job did")
 
     # --- files and health ---
 
@@ -167,20 +211,23 @@ class Client:
         """Save the video of ``source`` (a video URL, a generate answer or a succeeded job) to ``path``.
         Videos are capability URLs: no token is sent with them."""
         target = Path(path)
-        with self.http.stream("GET", video_url_of(source)) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise error_of(response)
-            with target.open("wb") as file:
-                for chunk in response.iter_bytes(1 << 20):
-                    file.write(chunk)
+        try:
+            with self.http.stream("GET", video_url_of(source)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_of(response)
+                with target.open("wb") as file:
+                    for chunk in response.iter_bytes(1 << 20):
+                        file.write(chunk)
+        except httpx.HTTPError as error:
+            raise connection_error(error, self.base_url) from error
         return target
 
     def ready(self) -> bool:
         """True when /readyz says the model and the job store answer."""
         try:
             return self.http.get(f"{self.base_url}/readyz", timeout=10).status_code == 200
-        except httpx.TransportError:
+        except httpx.HTTPError:
             return False
 
 

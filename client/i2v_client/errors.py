@@ -3,6 +3,12 @@
 One class per status, all under ``I2VError`` (``status``, ``message``, ``retry_after``). The
 0.2 names (``InvalidRequestError``, ``AuthenticationError``, ...) stay as the parents of the
 status classes, so code that caught them still catches the same failures.
+
+Failures without an answer are ``I2VError`` too (as openai-python's ``APIConnectionError`` and
+``APITimeoutError``): ``APIConnectionError`` (refused, DNS, TLS, a connection cut mid-answer),
+``APITimeoutError`` under it, ``WaitTimeoutError`` when ``wait`` outlives its ``timeout``, and
+``ConfigurationError`` for a client that cannot work as configured. Their ``status`` is None and
+the underlying exception is their ``__cause__``.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ import time
 
 
 class I2VError(Exception):
-    """The API answered with an error; ``status`` is the HTTP status, ``message`` its reason."""
+    """A call failed; ``status`` is the HTTP status of the answer (None: no answer), ``message`` its reason."""
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(f"{status}: {message}")
+    def __init__(self, status: int | None, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message if status is None else f"{status}: {message}")
         self.status = status
         self.message = message
         self.retry_after = retry_after
@@ -89,6 +95,36 @@ class ServiceUnavailable(ServiceUnavailableError):
 
 class GatewayTimeout(GenerationTimeoutError):
     """504: the model did not finish in time."""
+
+
+# Failures without an answer.
+class APIConnectionError(I2VError):
+    """The gateway could not be reached or the connection broke before the answer; ``__cause__``
+    is the network error. Idempotent calls were retried first (``max_retries``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
+
+
+class APITimeoutError(APIConnectionError):
+    """The call's ``timeout`` passed (connecting, or waiting for the answer)."""
+
+
+class WaitTimeoutError(APITimeoutError, TimeoutError):
+    """``wait`` reached the caller's ``timeout`` before the job ended (the job goes on: ``job_id``).
+    A ``TimeoutError`` too, as the 0.3 client raised."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class ConfigurationError(I2VError, ValueError):
+    """The client cannot work as configured (a malformed URL, a scheme other than http(s), a
+    token with a line break): raised at once, never retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 BY_STATUS: dict[int, type[I2VError]] = {

@@ -10,6 +10,7 @@ from typing import TypeVar
 from fastapi import APIRouter, Depends, Request
 
 from gateway.api.deps import App, BaseUrl, CancelAfter, Quota
+from gateway.edge.closing import ClientDisconnected
 from gateway.edge.signing import require_signature
 from gateway.errors import (
     ApiError,
@@ -30,7 +31,8 @@ router = APIRouter()
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: float = 0.5) -> T:
-    """Await ``work``, cancelling it (and so its Triton request) if the client goes away."""
+    """Await ``work``, cancelling it (and so its Triton request) if the client goes away: then
+    ``ClientDisconnected``, which the edge logs and counts as 499, not as a server error."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -39,7 +41,7 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: flo
                 return task.result()
             if await request.is_disconnected():
                 task.cancel()
-                raise asyncio.CancelledError("client disconnected")
+                raise ClientDisconnected()
     finally:
         if not task.done():
             task.cancel()
