@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
 from gateway.edge.rate_limit import Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.sessions import SessionStore, open_session_store
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -60,6 +61,7 @@ class Services:
     views: JobViews
     runner: JobRunner
     health: HealthService
+    sessions: SessionStore  # the web UI's sign-ins, beside the jobs
 
     @classmethod
     def open(cls, settings: Settings, outputs: OutputStore, redis: aioredis.Redis | None) -> Services:
@@ -74,7 +76,8 @@ class Services:
         views = JobViews(outputs)
         runner = JobRunner(settings, store, generation, views, wake)
         return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
-                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs))
+                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs),
+                   sessions=open_session_store(store))
 
     async def close(self) -> None:
         self.health.drain()

@@ -1,8 +1,10 @@
 """``/ui/login`` and ``/ui/logout``: a plain form that trades an API key for a session cookie.
 
-The cookie holds a signed session naming the key (session.py), never the key. It is HttpOnly (no
-script reads it) and SameSite=Strict: no request started by another site carries it, not even a
-link, so a forged form post arrives signed out; the Origin check in guard.py refuses it as well."""
+The cookie names a server-side session (session.py), never the key. It is HttpOnly (no script
+reads it), SameSite=Strict (no request started by another site carries it, not even a link, so a
+forged form post arrives signed out; the Origin check in guard.py refuses it as well) and Secure
+behind TLS. An address locked out after too many wrong keys gets 429 for the right key as well
+(auth.py), and sign-out ends the session in the store, not only in the browser."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import html
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.edge.auth import auth_disabled, count_failed_attempt, key_name
+from gateway.edge.auth import auth_disabled, count_failed_attempt, key_name, refuse_if_locked_out
 from gateway.edge.state import edge_services
 from gateway.errors import RateLimitedError
-from gateway.ui.session import COOKIE_NAME, SessionSigner
+from gateway.ui.session import COOKIE_NAME, session_store, wants_secure_cookie
 from gateway.ui.texts import LANGUAGES, pick_language, text
 
 UI_PATH = "/ui"
@@ -33,21 +35,27 @@ input,button{{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin
 </body></html>"""
 
 
-def login_page(language: str, error: str = "", status: int = 200) -> HTMLResponse:
+def login_page(language: str, error: str = "", status: int = 200,
+               headers: dict[str, str] | None = None) -> HTMLResponse:
     languages = " ".join(f'<a href="login?lang={code}" lang="{code}">{"English" if code == "en" else "中文"}</a>'
                          for code in LANGUAGES)
     body = _PAGE.format(lang=language, title=html.escape(text(language, "sign_in_title")),
                         intro=html.escape(text(language, "sign_in_intro")),
                         label=html.escape(text(language, "api_key")),
                         button=html.escape(text(language, "sign_in")), error=html.escape(error), languages=languages)
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status, headers={**(headers or {}), "Cache-Control": "no-store"})
+
+
+def locked_out_page(language: str, refused: RateLimitedError) -> HTMLResponse:
+    seconds = refused.headers.get("Retry-After", "60")
+    return login_page(language, text(language, "locked_out").format(seconds=seconds), 429, refused.headers)
 
 
 def _language(request: Request, chosen: str | None) -> str:
     return chosen if chosen in LANGUAGES else pick_language(request.headers.get("accept-language"))
 
 
-def login_router(signer: SessionSigner) -> APIRouter:
+def login_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get(LOGIN_PATH)
@@ -61,22 +69,28 @@ def login_router(signer: SessionSigner) -> APIRouter:
         form = await request.form()
         language = _language(request, str(form.get("lang") or ""))
         settings = edge_services(request).settings
-        caller = key_name(str(form.get("key") or ""), settings)
-        if caller is None:
-            try:
+        try:
+            await refuse_if_locked_out(request)  # before the key is compared: 429 tells a guesser nothing
+            caller = key_name(str(form.get("key") or ""), settings)
+            if caller is None:
                 await count_failed_attempt(request)  # the API's budget of failed sign-ins per address
-            except RateLimitedError as exc:
-                return login_page(language, exc.message, 429)
-            return login_page(language, text(language, "wrong_key"), 401)
+                return login_page(language, text(language, "wrong_key"), 401)
+        except RateLimitedError as refused:
+            return locked_out_page(language, refused)
+        request.state.caller = caller  # the access log's key
+        token = await session_store(request).create(caller, settings.ui_session_max_age_s)
         response = RedirectResponse(f"{UI_PATH}/", status_code=303)
-        response.set_cookie(COOKIE_NAME, signer.issue(caller), max_age=int(signer.max_age_s), path=UI_PATH,
-                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(COOKIE_NAME, token, max_age=int(settings.ui_session_max_age_s), path=UI_PATH,
+                            httponly=True, samesite="strict", secure=wants_secure_cookie(request, settings))
         return response
 
     @router.post(LOGOUT_PATH)
-    async def sign_out() -> Response:
+    async def sign_out(request: Request) -> Response:
+        await session_store(request).revoke(request.cookies.get(COOKIE_NAME))  # a copied cookie dies too
         response = RedirectResponse(LOGIN_PATH, status_code=303)
-        response.delete_cookie(COOKIE_NAME, path=UI_PATH, httponly=True, samesite="strict")
+        response.headers["Clear-Site-Data"] = '"cache"'  # no signed-in page comes back from the cache
+        response.delete_cookie(COOKIE_NAME, path=UI_PATH, httponly=True, samesite="strict",
+                               secure=wants_secure_cookie(request, edge_services(request).settings))
         return response
 
     return router

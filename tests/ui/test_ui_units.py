@@ -3,31 +3,84 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from gateway.edge.rate_limit import TokenBucketLimiter
+from gateway.edge.sessions import SessionStore, open_session_store
 from gateway.errors import InvalidImageError
+from gateway.jobs.redis_store import RedisJobStore
+from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.ui.actions import FormValues, UiActions
 from gateway.ui.guard import file_allowed, same_origin
-from gateway.ui.session import SessionSigner
 from gateway.ui.texts import TEXTS, pick_language
 
 
-def test_a_session_names_its_key_and_nothing_else_verifies() -> None:
-    signer = SessionSigner(b"s" * 32, max_age_s=60)
-    value = signer.issue("alice.team", now=1000)
-    assert signer.verify(value, now=1030) == "alice.team"
-    assert signer.verify(value, now=1061) is None  # expired
-    assert SessionSigner(b"t" * 32, 60).verify(value, now=1030) is None  # another secret
-    name, issued, mac = value.split(".")
-    forged = f"{SessionSigner(b's' * 32, 60).issue('bob', now=1000).split('.')[0]}.{issued}.{mac}"
-    assert signer.verify(forged, now=1030) is None
-    for junk in (None, "", "a.b", "a.b.c.d", "!!.1.x"):
-        assert signer.verify(junk, now=1030) is None
-    assert "alice" not in value  # the cookie does not show the name in clear, and never a key
+async def _session_lifecycle(sessions: SessionStore) -> None:
+    alice = await sessions.create("alice.team", max_age_s=60)
+    alice_again = await sessions.create("alice.team", max_age_s=60)
+    bob = await sessions.create("bob", max_age_s=60)
+    assert "alice" not in alice and len(alice) >= 40  # a random token: neither the name nor a key
+    assert [await sessions.caller(t) for t in (alice, alice_again, bob)] == ["alice.team", "alice.team", "bob"]
+    for junk in (None, "", "forged-token", alice + "x"):
+        assert await sessions.caller(junk) is None
+    await sessions.revoke(alice)  # sign-out: that cookie is dead wherever it was copied
+    assert await sessions.caller(alice) is None and await sessions.caller(alice_again) == "alice.team"
+    assert await sessions.revoke_key("alice.team") == 1  # a removed or rotated key: all its sessions
+    assert await sessions.caller(alice_again) is None and await sessions.caller(bob) == "bob"
+
+
+def test_ui_sessions_in_sqlite_end_at_sign_out_expiry_and_key_revocation(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+        sessions = open_session_store(store)
+        await _session_lifecycle(sessions)
+        expired = await sessions.create("carol", max_age_s=-1)  # ended a second ago
+        assert await sessions.caller(expired) is None
+        await store.close()
+        # A second gateway process on the same file sees the same sessions.
+        again = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+        live = await open_session_store(again).create("dave", 60)
+        assert await open_session_store(again).caller(live) == "dave"
+        await again.close()
+    asyncio.run(run())
+
+
+def test_ui_sessions_in_redis_are_shared_by_replicas(new_redis_url) -> None:
+    async def run() -> None:
+        url = new_redis_url()
+        one, two = aioredis.from_url(url), aioredis.from_url(url)
+        try:
+            await _session_lifecycle(open_session_store(RedisJobStore(one)))
+            token = await open_session_store(RedisJobStore(one)).create("erin", max_age_s=60)
+            other_replica = open_session_store(RedisJobStore(two))
+            assert await other_replica.caller(token) == "erin"
+            assert 0 < await one.pttl(f"i2v:uisession:{hashlib.sha256(token.encode()).hexdigest()}") <= 60_000
+            await other_replica.revoke(token)
+            assert await open_session_store(RedisJobStore(one)).caller(token) is None
+        finally:
+            await one.aclose()
+            await two.aclose()
+    asyncio.run(run())
+
+
+def test_a_locked_out_address_is_refused_before_any_key_is_compared() -> None:
+    """peek() tells the lockout without spending; acquire() spends."""
+    now = [1000.0]
+    limiter = TokenBucketLimiter(per_minute=6, burst=2, clock=lambda: now[0])
+    assert asyncio.run(limiter.peek("ip:x")).allowed
+    for _ in range(2):
+        assert asyncio.run(limiter.acquire("ip:x")).allowed
+    for _ in range(3):  # peeking again and again spends nothing and changes nothing
+        refused = asyncio.run(limiter.peek("ip:x"))
+        assert not refused.allowed and refused.headers()["Retry-After"] == "10"
+    now[0] += 10
+    assert asyncio.run(limiter.peek("ip:x")).allowed
 
 
 @pytest.mark.parametrize(("header", "language"), [
