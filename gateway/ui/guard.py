@@ -77,8 +77,10 @@ def same_origin(scope: Scope, public_base_url: str | None) -> bool:
 
 class UiGuardMiddleware:
     def __init__(self, app: ASGIApp, caller: Callable[[HTTPConnection], Awaitable[str | None]],
-                 file_roots: Callable[[], Sequence[Path]], public_base_url: str | None) -> None:
+                 file_roots: Callable[[], Sequence[Path]], public_base_url: str | None,
+                 on_request: Callable[[], None] = lambda: None) -> None:
         self.app = app
+        self.on_request = on_request
         self.caller = caller
         self.file_roots = file_roots
         self.public_base_url = public_base_url
@@ -88,6 +90,7 @@ class UiGuardMiddleware:
         if scope["type"] not in ("http", "websocket") or not (path == UI_PATH or path.startswith(f"{UI_PATH}/")):
             await self.app(scope, receive, send)
             return
+        self.on_request()
         if scope["type"] == "websocket":
             # The UI uses none; a websocket would skip the checks below.
             await send({"type": "websocket.close", "code": 1008})

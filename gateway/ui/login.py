@@ -28,11 +28,11 @@ _PAGE = """<!doctype html>
 <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
 input,button{{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin:.3rem 0}}
 .error{{color:#b00020}} nav a{{margin-right:.8rem}}</style></head>
-<body><nav>{languages}</nav><h1>{title}</h1><p>{intro}</p>
+<body><nav aria-label="Language">{languages}</nav><main><h1>{title}</h1><p>{intro}</p>
 <form method="post" action="login"><input type="hidden" name="lang" value="{lang}">
 <label for="key">{label}</label><input id="key" name="key" type="password" autocomplete="current-password" required>
 <p class="error" id="login-error" role="alert">{error}</p><button type="submit" id="sign-in">{button}</button></form>
-</body></html>"""
+</main></body></html>"""
 
 
 def login_page(language: str, error: str = "", status: int = 200,

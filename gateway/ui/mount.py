@@ -18,13 +18,20 @@ from gateway.edge.auth import ANONYMOUS, auth_disabled
 from gateway.ui.example_images import EXAMPLES_DIR
 from gateway.ui.guard import UiGuardMiddleware
 from gateway.ui.login import UI_PATH, login_router
-from gateway.ui.page import CSS, build_page
+from gateway.ui.page import CSS, build_page, page_head
 from gateway.ui.session import session_caller
+from gateway.ui.shutdown import EndStreamsAtShutdown
 
-# System fonts: Gradio's default theme would fetch its fonts from Google, and the page must load
-# nothing from outside the gateway.
 IDLE_POLL_S = 0.05
-THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+# System fonts: Gradio's default theme would fetch its fonts from Google, and the page must load
+# nothing from outside the gateway. Colours darker than the default's where its contrast is below
+# WCAG AA (4.5:1): white on the orange Generate (2.8:1) and the red Cancel (3.8:1), the grey of
+# slider bounds and "- or -" (1.9:1).
+THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]).set(
+    button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white",
+    button_cancel_background_fill="#b91c1c", button_cancel_background_fill_hover="#991b1b",
+    button_cancel_text_color="white", body_text_color_subdued="*neutral_600")
 
 
 def mount_ui(app: FastAPI, settings: Settings, outputs_dir: Path) -> None:
@@ -50,18 +57,20 @@ def mount_ui(app: FastAPI, settings: Settings, outputs_dir: Path) -> None:
                         allowed_paths=[str(p) for p in served[:2]],
                         footer_links=[], run_history=False, show_error=False, ssr_mode=False, mcp_server=False,
                         pwa=False, enable_monitoring=False, max_file_size=settings.max_body_bytes, theme=THEME,
-                        css=CSS)
-    drop_gradios_cors(app)
+                        css=CSS, head=page_head())
+    gradio_app = drop_gradios_cors(app)
+    shutdown = EndStreamsAtShutdown(page, gradio_app)
     app.add_middleware(UiGuardMiddleware, caller=caller, file_roots=lambda: served,
-                       public_base_url=settings.public_base_url)
+                       public_base_url=settings.public_base_url, on_request=shutdown.ensure_watching)
 
 
-def drop_gradios_cors(app: FastAPI) -> None:
+def drop_gradios_cors(app: FastAPI) -> Starlette:
     """Take out the CORS middleware Gradio adds to its app, which answers any localhost origin
-    (any port) with credentials: the UI follows I2V_CORS_ORIGINS, without credentials, like the API."""
+    (any port) with credentials: the UI follows I2V_CORS_ORIGINS, without credentials, like the
+    API. The Gradio app."""
     for route in app.routes:
         if isinstance(route, Mount) and route.path == UI_PATH and isinstance(route.app, Starlette):
             route.app.user_middleware = [m for m in route.app.user_middleware if m.cls is not CustomCORSMiddleware]
             route.app.middleware_stack = None  # rebuilt without it at the first request
-            return
+            return route.app
     raise RuntimeError("the web UI's Gradio app is not mounted")

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from PIL import Image
+from pydantic import ValidationError
 
+from gateway.config import Settings
+from gateway.edge.client_ip import forwarded_scheme, parse_networks
 from gateway.edge.rate_limit import TokenBucketLimiter
+from gateway.edge.security_headers import page_headers
 from gateway.edge.sessions import SessionStore, open_session_store
 from gateway.errors import InvalidImageError
 from gateway.jobs.redis_store import RedisJobStore
 from gateway.jobs.sqlite_store import SQLiteJobStore
-from gateway.ui.actions import FormValues, UiActions
+from gateway.schemas import VideoParams
+from gateway.ui.actions import FormValues, UiActions, form_from_params, plain_validation
 from gateway.ui.guard import file_allowed, same_origin
 from gateway.ui.texts import TEXTS, pick_language
 
@@ -127,3 +134,63 @@ def test_an_expired_upload_asks_for_the_image_again(tmp_path: Path) -> None:
                       num_frames=8, fps=8, steps=2, guidance_scale=9.0, seed=None, random_seed=True, fit="crop")
     with pytest.raises(InvalidImageError, match="expired; upload the image again"):
         asyncio.run(UiActions(FastAPI()).submit(form, "en", SimpleNamespace(username="alice")))  # type: ignore[arg-type]
+
+
+def _proxied(peer: str, headers: dict[str, str]) -> dict:
+    return {"type": "http", "client": (peer, 5000), "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+
+
+def test_the_scheme_is_taken_from_trusted_proxies_only() -> None:
+    trusted = parse_networks(["10.0.0.0/8"])
+    assert forwarded_scheme(_proxied("10.1.2.3", {"x-forwarded-proto": "https"}), trusted) == "https"
+    assert forwarded_scheme(_proxied("10.1.2.3", {"x-forwarded-proto": "http, https"}), trusted) == "https"
+    assert forwarded_scheme(_proxied("10.1.2.3", {"x-forwarded-proto": "gopher"}), trusted) is None
+    assert forwarded_scheme(_proxied("10.1.2.3", {}), trusted) is None
+    assert forwarded_scheme(_proxied("203.0.113.9", {"x-forwarded-proto": "https"}), trusted) is None
+
+
+def test_pages_get_the_hardening_headers_and_the_api_only_nosniff() -> None:
+    for path in ("/ui", "/ui/", "/ui/login", "/docs", "/redoc", "/static-offline-docs/swagger-ui.css"):
+        headers = dict(page_headers(path))
+        policy = headers[b"content-security-policy"].decode()
+        assert "frame-ancestors 'none'" in policy and headers[b"x-frame-options"] == b"DENY", path
+        assert ("'unsafe-eval'" in policy) == path.startswith("/ui"), path  # Gradio's templates only
+    for path in ("/api/v1/jobs", "/outputs/x.mp4", "/healthz", "/uix", "/documents"):
+        assert dict(page_headers(path)) == {b"x-content-type-options": b"nosniff"}, path
+
+
+def _actions(**settings: object) -> UiActions:
+    app = FastAPI()
+    app.state.edge = SimpleNamespace(settings=Settings(api_token="unit-test-key-0123456789", **settings))
+    return UiActions(app)
+
+
+def test_uploads_the_api_would_refuse_are_refused_in_plain_words(tmp_path: Path) -> None:
+    actions = _actions(max_image_bytes=20_000, max_image_pixels=20_000)
+    small, wide, noise, text_file = (tmp_path / n for n in ("small.png", "wide.png", "noise.png", "note.png"))
+    Image.new("RGB", (80, 60)).save(small)
+    Image.new("RGB", (300, 100)).save(wide)
+    Image.frombytes("RGB", (100, 100), os.urandom(100 * 100 * 3)).save(noise)  # ~30 kB: noise does not compress
+    text_file.write_text("not a picture")
+    assert actions.upload_problem(str(small), "en") is None
+    assert actions.upload_problem(str(wide), "en") == ("This picture is 300 × 100 pixels; the largest accepted "
+                                                         "is 0.02 million pixels. Choose a smaller one.")
+    assert "the largest accepted is 0.02 MB" in (actions.upload_problem(str(noise), "en") or "")
+    assert actions.upload_problem(str(text_file), "zh") == TEXTS["zh"]["not_an_image"]
+
+
+def test_form_errors_name_the_field_and_say_what_is_allowed() -> None:
+    form = FormValues(image="x.png", prompt="a cat", negative_prompt="", resolution="256p", num_frames=8, fps=8,
+                      steps=500, guidance_scale=9.0, seed=None, random_seed=True, fit="crop")
+    with pytest.raises(ValidationError) as refused:
+        form.job_request("aGVsbG8=")
+    message = plain_validation(refused.value, "en")
+    assert message.startswith("Denoising steps: use a whole number from 1 to "), message
+    assert "image_base64" not in message and "Input should" not in message
+
+
+def test_reuse_brings_back_the_seed_the_video_was_made_with() -> None:
+    params = VideoParams(prompt="a cat", seed=None)
+    values = form_from_params(params, seed_used=1234)
+    assert values[7] == 1234 and values[8] is False  # seed, Random unticked
+    assert form_from_params(VideoParams(prompt="a cat", seed=5), seed_used=5)[7:9] == [5, False]
