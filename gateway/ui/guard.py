@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import send_error
 from gateway.ui.login import LOGIN_PATH, UI_PATH
+from gateway.ui.shutdown import is_stream
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({LOGIN_PATH, f"{LOGIN_PATH}/"})
@@ -78,9 +79,9 @@ def same_origin(scope: Scope, public_base_url: str | None) -> bool:
 class UiGuardMiddleware:
     def __init__(self, app: ASGIApp, caller: Callable[[HTTPConnection], Awaitable[str | None]],
                  file_roots: Callable[[], Sequence[Path]], public_base_url: str | None,
-                 on_request: Callable[[], None] = lambda: None) -> None:
+                 serve_stream: Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]] | None = None) -> None:
         self.app = app
-        self.on_request = on_request
+        self.serve_stream = serve_stream
         self.caller = caller
         self.file_roots = file_roots
         self.public_base_url = public_base_url
@@ -90,7 +91,6 @@ class UiGuardMiddleware:
         if scope["type"] not in ("http", "websocket") or not (path == UI_PATH or path.startswith(f"{UI_PATH}/")):
             await self.app(scope, receive, send)
             return
-        self.on_request()
         if scope["type"] == "websocket":
             # The UI uses none; a websocket would skip the checks below.
             await send({"type": "websocket.close", "code": 1008})
@@ -123,4 +123,7 @@ class UiGuardMiddleware:
             if marker in path and not file_allowed(path.split(marker, 1)[1], self.file_roots()):
                 await send_error(send, 404, "not found")
                 return
+        if self.serve_stream is not None and is_stream(path):  # ended at SIGTERM (shutdown.py)
+            await self.serve_stream(self.app, scope, receive, send)
+            return
         await self.app(scope, receive, send)

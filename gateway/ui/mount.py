@@ -61,7 +61,7 @@ def mount_ui(app: FastAPI, settings: Settings, outputs_dir: Path) -> None:
     gradio_app = drop_gradios_cors(app)
     shutdown = EndStreamsAtShutdown(page, gradio_app)
     app.add_middleware(UiGuardMiddleware, caller=caller, file_roots=lambda: served,
-                       public_base_url=settings.public_base_url, on_request=shutdown.ensure_watching)
+                       public_base_url=settings.public_base_url, serve_stream=shutdown.serve_stream)
 
 
 def drop_gradios_cors(app: FastAPI) -> Starlette:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gateway.config import Settings
 from gateway.edge.client_ip import forwarded_scheme, parse_networks
-from gateway.edge.rate_limit import TokenBucketLimiter
+from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.security_headers import page_headers
 from gateway.edge.sessions import SessionStore, open_session_store
 from gateway.errors import InvalidImageError
@@ -194,3 +194,19 @@ def test_reuse_brings_back_the_seed_the_video_was_made_with() -> None:
     values = form_from_params(params, seed_used=1234)
     assert values[7] == 1234 and values[8] is False  # seed, Random unticked
     assert form_from_params(VideoParams(prompt="a cat", seed=5), seed_used=5)[7:9] == [5, False]
+
+
+def test_the_lockout_in_redis_is_read_without_spending(new_redis_url) -> None:
+    async def run() -> None:
+        client = aioredis.from_url(new_redis_url())
+        try:
+            limiter = RedisTokenBucketLimiter(client, per_minute=1, burst=2)
+            assert (await limiter.peek("ip:y")).allowed
+            assert (await limiter.acquire("ip:y")).allowed and (await limiter.acquire("ip:y")).allowed
+            for _ in range(3):
+                refused = await limiter.peek("ip:y")
+                assert not refused.allowed and 1 <= int(refused.headers()["Retry-After"]) <= 60
+            assert (await limiter.peek("ip:other")).allowed
+        finally:
+            await client.aclose()
+    asyncio.run(run())
