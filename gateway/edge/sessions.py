@@ -1,20 +1,21 @@
 """Web UI sessions kept server-side, beside the jobs (SQLite, or Redis so every replica agrees).
 
 A session is a random 256-bit token in an HttpOnly cookie; the store keeps only its SHA-256,
-the key name it signs in as, and when it ends. So sign-out really ends it (a copied cookie is
-refused afterwards), an expired one is refused, and ``revoke_key`` ends every session of a key:
-what the admin API calls when it removes or rotates a key, and what a configuration reload
-calls for a key that is gone.
+the key name it signs in as, a fingerprint of the key's value at sign-in (so a key rotated
+under the same name ends its sessions) and when it ends. So sign-out really ends it (a copied
+cookie is refused afterwards), an expired one is refused, and ``revoke_key`` ends every session
+of a key: what the admin API calls when it removes or rotates a key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -30,12 +31,23 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def key_fingerprint(secret: str) -> str:
+    """64 bits of a salted hash of a key's value: enough to notice a rotation, too little to
+    stand for the key."""
+    return hashlib.sha256(f"i2v-ui-session:{secret}".encode()).hexdigest()[:16]
+
+
+class Session(NamedTuple):
+    caller: str  # the key's name
+    fingerprint: str  # key_fingerprint of the key's value at sign-in
+
+
 class SessionStore(Protocol):
-    async def create(self, caller: str, max_age_s: float) -> str:
+    async def create(self, caller: str, max_age_s: float, fingerprint: str = "") -> str:
         """A new session for ``caller``: the token to put in the cookie."""
 
-    async def caller(self, token: str | None) -> str | None:
-        """The key name of a live session; None when unknown, revoked or expired."""
+    async def session(self, token: str | None) -> Session | None:
+        """A live session; None when unknown, revoked or expired."""
 
     async def revoke(self, token: str | None) -> None:
         """End one session (sign-out)."""
@@ -46,7 +58,7 @@ class SessionStore(Protocol):
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ui_sessions (
-    digest TEXT PRIMARY KEY, caller TEXT NOT NULL, expires_at REAL NOT NULL);
+    digest TEXT PRIMARY KEY, caller TEXT NOT NULL, fingerprint TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS ui_sessions_caller ON ui_sessions (caller);
 CREATE INDEX IF NOT EXISTS ui_sessions_expiry ON ui_sessions (expires_at);
 """
@@ -65,23 +77,24 @@ class SQLiteSessionStore:
             self._ready = True
         return await self._store.run(work)
 
-    async def create(self, caller: str, max_age_s: float) -> str:
+    async def create(self, caller: str, max_age_s: float, fingerprint: str = "") -> str:
         token = secrets.token_urlsafe(32)
 
         def work(db: sqlite3.Connection) -> None:
             now = time.time()
             db.execute("DELETE FROM ui_sessions WHERE expires_at <= ?", (now,))  # ended ones go as new ones come
-            db.execute("INSERT INTO ui_sessions VALUES (?, ?, ?)", (_digest(token), caller, now + max_age_s))
+            db.execute("INSERT INTO ui_sessions (digest, caller, fingerprint, expires_at) VALUES (?, ?, ?, ?)",
+                       (_digest(token), caller, fingerprint, now + max_age_s))
         await self._run(work)
         return token
 
-    async def caller(self, token: str | None) -> str | None:
+    async def session(self, token: str | None) -> Session | None:
         if not token:
             return None
         row = await self._run(lambda db: db.execute(
-            "SELECT caller FROM ui_sessions WHERE digest = ? AND expires_at > ?",
+            "SELECT caller, fingerprint FROM ui_sessions WHERE digest = ? AND expires_at > ?",
             (_digest(token), time.time())).fetchone())
-        return row[0] if row else None
+        return Session(row[0], row[1]) if row else None
 
     async def revoke(self, token: str | None) -> None:
         if token:
@@ -107,11 +120,11 @@ class RedisSessionStore:
     def _of_key(caller: str) -> str:
         return f"{PREFIX}uisessions:{caller}"
 
-    async def create(self, caller: str, max_age_s: float) -> str:
+    async def create(self, caller: str, max_age_s: float, fingerprint: str = "") -> str:
         token = secrets.token_urlsafe(32)
         digest, ttl_ms = _digest(token), max(1, int(max_age_s * 1000))
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._session(digest), caller, px=ttl_ms)
+            pipe.set(self._session(digest), json.dumps([caller, fingerprint]), px=ttl_ms)
             pipe.sadd(self._of_key(caller), digest)
             # Every session lasts as long, so the set lives as long as its newest one; digests of
             # sessions that ended before it cost one DEL of a missing key at revocation.
@@ -119,21 +132,21 @@ class RedisSessionStore:
             await pipe.execute()
         return token
 
-    async def caller(self, token: str | None) -> str | None:
+    async def session(self, token: str | None) -> Session | None:
         if not token:
             return None
         value = await self._redis.get(self._session(_digest(token)))
-        return value.decode() if isinstance(value, bytes) else value
+        return None if value is None else Session(*json.loads(value))
 
     async def revoke(self, token: str | None) -> None:
         if not token:
             return
         digest = _digest(token)
-        caller = await self.caller(token)
+        found = await self.session(token)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._session(digest))
-            if caller is not None:
-                pipe.srem(self._of_key(caller), digest)
+            if found is not None:
+                pipe.srem(self._of_key(found.caller), digest)
             await pipe.execute()
 
     async def revoke_key(self, caller: str) -> int:

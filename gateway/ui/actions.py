@@ -7,6 +7,7 @@ same messages; anything unexpected is logged and shown as one line, never a stac
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import logging
 import os
@@ -35,7 +36,12 @@ from gateway.ui.texts import text
 
 logger = logging.getLogger("gateway.ui")
 GALLERY_SIZE = 12
-INPUTS_FOLDER = "i2v-inputs"
+INPUTS_FOLDER = "i2v-inputs"  # beside Gradio's uploads: the picture of each job the UI submitted
+
+
+def owner_tag(owner: str) -> str:
+    """Part of a kept picture's name that says whose it is: the file routes serve it to that key only."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:16]
 BODY_ROOM = 16 * 1024  # the JSON around image_base64 in a request body
 OUTPUT_FORMATS = [fmt.value for fmt in OutputFormat]
 
@@ -129,7 +135,8 @@ class UiActions:
 
     def keep_input(self, job: Job, upload: str) -> None:
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(upload, self.inputs_dir / f"{job.id}{Path(upload).suffix.lower() or '.png'}")
+        suffix = Path(upload).suffix.lower() or ".png"
+        shutil.copyfile(upload, self.inputs_dir / f"{job.id}.{owner_tag(job.owner)}{suffix}")
 
     def forget_old_inputs(self) -> None:
         if self.inputs_dir.is_dir():

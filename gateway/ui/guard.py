@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import send_error
+from gateway.ui.actions import INPUTS_FOLDER, owner_tag
 from gateway.ui.login import LOGIN_PATH, UI_PATH
 from gateway.ui.shutdown import is_stream
 
@@ -76,6 +77,15 @@ def same_origin(scope: Scope, public_base_url: str | None) -> bool:
     return origin in own
 
 
+def kept_picture_of(path: str, caller: str) -> bool:
+    """A picture kept for the gallery's reuse (``actions.INPUTS_FOLDER``) is served only to the key
+    whose job it was; every other file passes."""
+    target = Path(os.path.realpath(_decoded(path)))
+    if INPUTS_FOLDER not in target.parts:
+        return True
+    return f".{owner_tag(caller)}." in target.name
+
+
 class UiGuardMiddleware:
     def __init__(self, app: ASGIApp, caller: Callable[[HTTPConnection], Awaitable[str | None]],
                  file_roots: Callable[[], Sequence[Path]], public_base_url: str | None,
@@ -120,7 +130,8 @@ class UiGuardMiddleware:
         if path in NO_STORE_PATHS:
             send = _no_store(send)
         for marker in FILE_MARKERS:
-            if marker in path and not file_allowed(path.split(marker, 1)[1], self.file_roots()):
+            if marker in path and not (file_allowed(path.split(marker, 1)[1], self.file_roots())
+                                       and kept_picture_of(path.split(marker, 1)[1], caller)):
                 await send_error(send, 404, "not found")
                 return
         if self.serve_stream is not None and is_stream(path):  # ended at SIGTERM (shutdown.py)

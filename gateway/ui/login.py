@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from gateway.edge.auth import auth_disabled, count_failed_attempt, key_name, refuse_if_locked_out
 from gateway.edge.state import edge_services
 from gateway.errors import RateLimitedError
-from gateway.ui.session import COOKIE_NAME, session_store, wants_secure_cookie
+from gateway.ui.session import COOKIE_NAME, current_fingerprint, session_store, wants_secure_cookie
 from gateway.ui.texts import LANGUAGES, pick_language, text
 
 UI_PATH = "/ui"
@@ -78,7 +78,8 @@ def login_router() -> APIRouter:
         except RateLimitedError as refused:
             return locked_out_page(language, refused)
         request.state.caller = caller  # the access log's key
-        token = await session_store(request).create(caller, settings.ui_session_max_age_s)
+        token = await session_store(request).create(caller, settings.ui_session_max_age_s,
+                                                    current_fingerprint(caller, settings) or "")
         response = RedirectResponse(f"{UI_PATH}/", status_code=303)
         response.set_cookie(COOKIE_NAME, token, max_age=int(settings.ui_session_max_age_s), path=UI_PATH,
                             httponly=True, samesite="strict", secure=wants_secure_cookie(request, settings))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
-from gateway.edge.sessions import SessionStore
+from gateway.edge.sessions import SessionStore, key_fingerprint
 
 COOKIE_NAME = "i2v_ui_session"
 
@@ -18,11 +18,18 @@ def session_store(connection: HTTPConnection) -> SessionStore:
     return connection.app.state.services.sessions
 
 
+def current_fingerprint(name: str, settings: Settings) -> str | None:
+    key = settings.api_keys.get(name)
+    return None if key is None else key_fingerprint(key.get_secret_value())
+
+
 async def session_caller(connection: HTTPConnection, settings: Settings) -> str | None:
     """The key a request's session cookie signs in as; None when there is none, or it was
-    revoked, has expired, or names a key no longer configured."""
-    name = await session_store(connection).caller(connection.cookies.get(COOKIE_NAME))
-    return name if name is not None and name in settings.api_keys else None
+    revoked, has expired, or its key is no longer configured or has another value now."""
+    found = await session_store(connection).session(connection.cookies.get(COOKIE_NAME))
+    if found is None or found.fingerprint != current_fingerprint(found.caller, settings):
+        return None
+    return found.caller
 
 
 def wants_secure_cookie(connection: HTTPConnection, settings: Settings) -> bool:

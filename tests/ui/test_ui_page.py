@@ -178,7 +178,10 @@ def test_one_click_is_one_job_reuse_restores_it_and_the_language_is_remembered(u
         expect(page.locator("#i2v-prompt textarea")).to_have_value("a bright square drifts")
         expect(page.locator("#i2v-seed input")).to_have_value(str(seed))
         expect(page.locator("#i2v-random-seed input")).not_to_be_checked()
-        page.locator("#i2v-image img").first.wait_for()
+        page.wait_for_function("""() => {
+            const picture = document.querySelector('#i2v-image img');
+            return picture && picture.src.includes('i2v-inputs') && picture.complete && picture.naturalWidth > 0;
+        }""")  # the picture the video was made from, loaded (it is this key's)
     # The UI's requests are logged with the key's name.
     log = ui.log_path.read_text(errors="replace")
     assert re.search(r"POST /ui/gradio_api/queue/join 200 \S+ key=one ", log), log[-3000:]

@@ -140,3 +140,18 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(gateway: GatewaySe
                          headers={"Origin": f"https://{host}", "X-Forwarded-Proto": "https"})
     assert claimed.status_code == 403
 
+
+
+def test_sessions_are_shared_through_the_store_and_end_when_the_key_is_rotated(start_gateway, tmp_path) -> None:
+    """Two gateways on one SQLite file: the session made on one is good on the other while the key
+    is the same, and refused where the key of that name now has another value (a rotation)."""
+    database = str(tmp_path / "jobs.sqlite3")
+    old, new = "rotating-key-0123456789", "rotated-key-9876543210"
+    before = start_gateway({"I2V_UI_ENABLED": "true", "I2V_JOBS_DB": database, "I2V_API_KEYS": f"team={old}"})
+    after = start_gateway({"I2V_UI_ENABLED": "true", "I2V_JOBS_DB": database, "I2V_API_KEYS": f"team={new}"})
+    cookies = dict(sign_in(before.url, old).cookies)
+    assert httpx.get(f"{before.url}/ui/config", cookies=cookies).status_code == 200
+    assert httpx.get(f"{after.url}/ui/config", cookies=cookies).status_code == 401
+    fresh = dict(sign_in(after.url, new).cookies)  # the store is shared: either gateway knows it
+    assert httpx.get(f"{after.url}/ui/config", cookies=fresh).status_code == 200
+    assert httpx.get(f"{before.url}/ui/config", cookies=fresh).status_code == 401

@@ -18,28 +18,35 @@ from gateway.config import Settings
 from gateway.edge.client_ip import forwarded_scheme, parse_networks
 from gateway.edge.rate_limit import RedisTokenBucketLimiter, TokenBucketLimiter
 from gateway.edge.security_headers import page_headers
-from gateway.edge.sessions import SessionStore, open_session_store
+from gateway.edge.sessions import SessionStore, key_fingerprint, open_session_store
 from gateway.errors import InvalidImageError
 from gateway.jobs.redis_store import RedisJobStore
 from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.schemas import VideoParams
-from gateway.ui.actions import FormValues, UiActions, form_from_params, plain_validation
-from gateway.ui.guard import file_allowed, same_origin
+from gateway.ui.actions import INPUTS_FOLDER, FormValues, UiActions, form_from_params, owner_tag, plain_validation
+from gateway.ui.guard import file_allowed, kept_picture_of, same_origin
 from gateway.ui.texts import TEXTS, pick_language
 
 
 async def _session_lifecycle(sessions: SessionStore) -> None:
-    alice = await sessions.create("alice.team", max_age_s=60)
-    alice_again = await sessions.create("alice.team", max_age_s=60)
+    alice = await sessions.create("alice.team", max_age_s=60, fingerprint=key_fingerprint("alice-key"))
+    alice_again = await sessions.create("alice.team", max_age_s=60, fingerprint=key_fingerprint("alice-key"))
     bob = await sessions.create("bob", max_age_s=60)
     assert "alice" not in alice and len(alice) >= 40  # a random token: neither the name nor a key
-    assert [await sessions.caller(t) for t in (alice, alice_again, bob)] == ["alice.team", "alice.team", "bob"]
+    assert [await caller(sessions, t) for t in (alice, alice_again, bob)] == ["alice.team", "alice.team", "bob"]
+    assert await sessions.session(alice) == ("alice.team", key_fingerprint("alice-key"))
+    assert "alice-key" not in key_fingerprint("alice-key") and key_fingerprint("alice-key") != key_fingerprint("x")
     for junk in (None, "", "forged-token", alice + "x"):
-        assert await sessions.caller(junk) is None
+        assert await sessions.session(junk) is None
     await sessions.revoke(alice)  # sign-out: that cookie is dead wherever it was copied
-    assert await sessions.caller(alice) is None and await sessions.caller(alice_again) == "alice.team"
+    assert await caller(sessions, alice) is None and await caller(sessions, alice_again) == "alice.team"
     assert await sessions.revoke_key("alice.team") == 1  # a removed or rotated key: all its sessions
-    assert await sessions.caller(alice_again) is None and await sessions.caller(bob) == "bob"
+    assert await caller(sessions, alice_again) is None and await caller(sessions, bob) == "bob"
+
+
+async def caller(sessions: SessionStore, token: str | None) -> str | None:
+    found = await sessions.session(token)
+    return None if found is None else found.caller
 
 
 def test_ui_sessions_in_sqlite_end_at_sign_out_expiry_and_key_revocation(tmp_path: Path) -> None:
@@ -48,12 +55,12 @@ def test_ui_sessions_in_sqlite_end_at_sign_out_expiry_and_key_revocation(tmp_pat
         sessions = open_session_store(store)
         await _session_lifecycle(sessions)
         expired = await sessions.create("carol", max_age_s=-1)  # ended a second ago
-        assert await sessions.caller(expired) is None
+        assert await sessions.session(expired) is None
         await store.close()
         # A second gateway process on the same file sees the same sessions.
         again = SQLiteJobStore(tmp_path / "jobs.sqlite3")
         live = await open_session_store(again).create("dave", 60)
-        assert await open_session_store(again).caller(live) == "dave"
+        assert await caller(open_session_store(again), live) == "dave"
         await again.close()
     asyncio.run(run())
 
@@ -66,10 +73,10 @@ def test_ui_sessions_in_redis_are_shared_by_replicas(new_redis_url) -> None:
             await _session_lifecycle(open_session_store(RedisJobStore(one)))
             token = await open_session_store(RedisJobStore(one)).create("erin", max_age_s=60)
             other_replica = open_session_store(RedisJobStore(two))
-            assert await other_replica.caller(token) == "erin"
+            assert await caller(other_replica, token) == "erin"
             assert 0 < await one.pttl(f"i2v:uisession:{hashlib.sha256(token.encode()).hexdigest()}") <= 60_000
             await other_replica.revoke(token)
-            assert await open_session_store(RedisJobStore(one)).caller(token) is None
+            assert await open_session_store(RedisJobStore(one)).session(token) is None
         finally:
             await one.aclose()
             await two.aclose()
@@ -210,3 +217,14 @@ def test_the_lockout_in_redis_is_read_without_spending(new_redis_url) -> None:
         finally:
             await client.aclose()
     asyncio.run(run())
+
+
+def test_a_kept_picture_is_served_to_its_key_only(tmp_path: Path) -> None:
+    folder = tmp_path / INPUTS_FOLDER
+    folder.mkdir()
+    alices = folder / f"0123abcd.{owner_tag('alice')}.png"
+    alices.write_bytes(b"png")
+    assert kept_picture_of(str(alices), "alice")
+    assert not kept_picture_of(str(alices), "bob")
+    assert not kept_picture_of(str(folder / "0123abcd.png"), "alice")  # no owner in the name: nobody's
+    assert kept_picture_of(str(tmp_path / "outputs" / "video.mp4"), "bob")  # other files are not its business
