@@ -145,9 +145,9 @@ class UiActions:
     def upload_problem(self, path: str, language: str) -> str | None:
         """Why the API would refuse this picture, in plain words, at upload time; None if it would
         not. The limits are the API's: I2V_MAX_IMAGE_BYTES, the body limit after base64, pixels."""
+        size = os.path.getsize(path)  # FileNotFoundError: an upload deleted after I2V_RETENTION_S
         settings = self.edge.settings
         limit = min(settings.max_image_bytes, (settings.max_body_bytes - BODY_ROOM) * 3 // 4)
-        size = os.path.getsize(path)
         if size > limit:
             return text(language, "image_too_big").format(size=_megabytes(size), limit=_megabytes(limit))
         try:
@@ -174,6 +174,9 @@ class UiActions:
             raise InvalidFieldError(text(language, "no_prompt"))
         caller = request.username or ""
         try:
+            problem = self.upload_problem(form.image, language)  # the API's limits, in plain words
+            if problem is not None:
+                raise InvalidImageError(problem)
             image = base64.b64encode(Path(form.image).read_bytes()).decode()
             body = form.job_request(image)
         except FileNotFoundError:  # uploads are deleted after I2V_RETENTION_S (page.py)
