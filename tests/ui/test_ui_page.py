@@ -126,23 +126,24 @@ def test_no_other_origin_can_frame_the_ui_and_axe_finds_no_serious_fault(ui: Gat
         page = browser.page
         page.add_init_script("""window.i2vCsp = []; document.addEventListener('securitypolicyviolation',
             e => window.i2vCsp.push(e.violatedDirective + ' ' + e.blockedURI));""")
-        # A page on another origin (another port of this host) framing the sign-in page and, to
-        # show that framing works here at all, an API answer (which need not refuse it).
-        with framing_site(f'<iframe id="victim" src="{ui.url}/ui/login"></iframe>'
-                          f'<iframe id="control" src="{ui.url}/healthz"></iframe>') as evil:
-            with page.expect_console_message(lambda message: "frame-ancestors" in message.text) as refused:
-                page.goto(evil)
-            assert "frame-ancestors 'none'" in refused.value.text, refused.value.text
-            expect(page.frame_locator("#control").locator("body")).to_contain_text("ok")
-            assert [frame.url for frame in page.frames if frame.name == "victim"] == ["chrome-error://chromewebdata/"]
-            expect(page.frame_locator("#victim").locator("#key")).to_have_count(0)
-
         page.goto(f"{ui.url}/ui/login")
         assert serious_violations(page) == []
         sign_in(page, ui, "axe")
         page.locator("#i2v-generate").wait_for()
         assert serious_violations(page) == []
         assert page.evaluate("window.i2vCsp") == [], "Gradio broke a rule of its page's Content-Security-Policy"
+        # Signed in, a page on another origin (another port of this host) frames the UI and, to
+        # show that framing works here at all, an API answer (which need not refuse it).
+        with framing_site(f'<iframe id="victim" src="{ui.url}/ui/"></iframe>'
+                          f'<iframe id="control" src="{ui.url}/healthz"></iframe>') as evil:
+            with page.expect_console_message(lambda message: "frame-ancestors" in message.text) as refused:
+                page.goto(evil)
+            assert "frame-ancestors 'none'" in refused.value.text, refused.value.text
+            expect(page.frame_locator("#control").locator("body")).to_contain_text("ok")
+            assert [frame.url for frame in page.frames if frame.name == "victim"] == ["chrome-error://chromewebdata/"]
+            expect(page.frame_locator("#victim").locator("#i2v-generate")).to_have_count(0)
+        page.goto(f"{ui.url}/ui/")
+        page.locator("#i2v-generate").wait_for()
         # A visible focus on a radio: the outline the theme lacked.
         page.locator("#i2v-fit input[type=radio]").first.focus()
         page.keyboard.press("ArrowRight")

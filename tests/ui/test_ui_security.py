@@ -16,12 +16,13 @@ from tests.support import tls_proxy
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 PROXY = "127.0.0.1/32"
+ALLOWED_ORIGIN = "https://app.example"
 
 
 @pytest.fixture(scope="module")
 def proxied_gateway(start_gateway) -> GatewayServer:
     """Behind a trusted proxy on loopback, with a small failed-sign-in budget (3, then one a minute)."""
-    return start_gateway({"I2V_UI_ENABLED": "true", "I2V_TRUSTED_PROXIES": PROXY,
+    return start_gateway({"I2V_UI_ENABLED": "true", "I2V_TRUSTED_PROXIES": PROXY, "I2V_CORS_ORIGINS": ALLOWED_ORIGIN,
                           "I2V_RATE_LIMIT_PER_MINUTE": "1", "I2V_RATE_LIMIT_BURST": "3"})
 
 
@@ -113,6 +114,16 @@ def test_no_origin_gets_cors_on_the_ui_unless_configured(gateway: GatewayServer,
     for answer in (read, preflight):
         granted = {k: v for k, v in answer.headers.items() if k.startswith("access-control-")}
         assert granted == {}, (answer.request.method, granted)
+
+
+def test_a_configured_origin_gets_cors_on_the_ui_without_credentials(proxied_gateway: GatewayServer) -> None:
+    base = proxied_gateway.url
+    cookies = dict(sign_in(base, headers={"X-Forwarded-For": "198.51.100.10"}).cookies)
+    allowed = httpx.get(f"{base}/ui/config", cookies=cookies, headers={"Origin": ALLOWED_ORIGIN})
+    assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "access-control-allow-credentials" not in allowed.headers
+    other = httpx.get(f"{base}/ui/config", cookies=cookies, headers={"Origin": "http://localhost:22300"})
+    assert not any(name.startswith("access-control-") for name in other.headers)
 
 
 def test_sign_in_through_a_tls_proxy_sets_a_secure_cookie(tls: tls_proxy.TlsProxy) -> None:
