@@ -15,10 +15,11 @@ from starlette.routing import Mount
 
 from gateway.config import Settings
 from gateway.edge.auth import ANONYMOUS, auth_disabled
+from gateway.ui.browser_side import CSS, page_head
 from gateway.ui.example_images import EXAMPLES_DIR
 from gateway.ui.guard import UiGuardMiddleware
 from gateway.ui.login import UI_PATH, login_router
-from gateway.ui.page import CSS, build_page, page_head
+from gateway.ui.page import build_page
 from gateway.ui.session import session_caller
 from gateway.ui.shutdown import EndStreamsAtShutdown
 
