@@ -32,19 +32,22 @@ from gateway.ui.actions import (
 )
 from gateway.ui.browser_side import REMEMBER_LANGUAGE_JS, REMEMBERED_LANGUAGE_JS
 from gateway.ui.example_images import EXAMPLES, EXAMPLES_DIR
+from gateway.ui.guard import kept_picture_of
 from gateway.ui.texts import LANGUAGES, TEXTS, pick_language, text
 
 LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
 
 
-def uploaded_path(payload: dict | None) -> str | None:
-    """The file of a raw image payload, only if it lies in Gradio's upload folder: without
-    Gradio's preprocessing, a client could otherwise name any file on the server."""
+def uploaded_path(payload: dict | None, caller: str) -> str | None:
+    """The file of a raw image payload, only if it lies in Gradio's upload folder (and, for a
+    picture kept for reuse, is the caller's own): without Gradio's preprocessing, a client could
+    otherwise name any file on the server."""
     path = payload.get("path") if isinstance(payload, dict) else None
     if not path:
         return None
     resolved = Path(os.path.realpath(path))
-    if not resolved.is_relative_to(Path(os.path.realpath(get_upload_folder()))):
+    if not resolved.is_relative_to(Path(os.path.realpath(get_upload_folder()))) \
+            or not kept_picture_of(str(resolved), caller):
         raise InvalidImageError("the image must be uploaded through this page")
     return str(resolved)
 
@@ -248,8 +251,8 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
                 return
             following.add(request.session_hash or "")
             try:
-                values = FormValues(uploaded_path(image), prompt, negative, resolution, frames, fps, steps, guidance,
-                                    seed, random_seed, fit, output_format)
+                values = FormValues(uploaded_path(image, request.username or ""), prompt, negative, resolution,
+                                    frames, fps, steps, guidance, seed, random_seed, fit, output_format)
                 job: Job = await actions.submit(values, code, request)
             except Exception as exc:  # noqa: BLE001 - shown as the API's message, never a trace
                 following.discard(request.session_hash or "")
