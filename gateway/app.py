@@ -22,6 +22,7 @@ from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
 from gateway.edge.closing import ClosingMiddleware
 from gateway.edge.metrics import MetricsMiddleware, start_metrics_port
 from gateway.edge.request_log import RequestLogMiddleware
+from gateway.edge.security_headers import SecurityHeadersMiddleware
 from gateway.errors import install_error_handlers
 from gateway.generation.outputs import URL_PREFIX, OutputStore
 from gateway.openai.errors import OpenAIErrorShapeMiddleware, install_openai_errors
@@ -101,5 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(OpenAIErrorShapeMiddleware)  # the refusals above, in OpenAI's shape under /v1
     # Counts every request, refused ones included; answers /metrics only with I2V_METRICS_TOKEN.
     app.add_middleware(MetricsMiddleware, token=settings.metrics_token)
+    # CSP, frame and referrer rules on the UI and docs pages, refusals included.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app

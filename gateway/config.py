@@ -149,10 +149,9 @@ class Settings(BaseSettings):
     # --- web UI (gateway/ui, issue 12) ---
     ui_enabled: bool = Field(True, description="Serve the web UI at /ui.")
     ui_port: int | None = Field(None, description="Also listen on this port (the UI's own, e.g. 7860); unset: none.")
-    ui_session_secret: SecretStr | None = Field(
-        None, description="Signs UI session cookies; unset: a random per-process secret (sign in again after "
-        "a restart; replicas behind one address need the same configured secret).")
-    ui_session_max_age_s: float = Field(12 * 3600, gt=0, description="How long a UI sign-in lasts.")
+    ui_session_max_age_s: float = Field(
+        12 * 3600, gt=0, description="How long a UI sign-in lasts (sessions live in the job store; sign-out "
+        "ends them).")
 
     @property
     def jwt_enabled(self) -> bool:

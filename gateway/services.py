@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
 from gateway.edge.rate_limit import KeyLimiters, Limiter, RedisTokenBucketLimiter, TokenBucketLimiter
+from gateway.edge.sessions import SessionStore, open_session_store
 from gateway.edge.signing import MemoryNonceStore, RedisNonceStore
 from gateway.edge.state import EdgeServices
 from gateway.generation.cache import ResultCache
@@ -65,6 +66,7 @@ class Services:
     runner: JobRunner
     health: HealthService
     tenants: KeyService
+    sessions: SessionStore  # the web UI's sign-ins, beside the jobs
 
     @classmethod
     def open(cls, settings: Settings, outputs: OutputStore, redis: aioredis.Redis | None) -> Services:
@@ -83,7 +85,8 @@ class Services:
                              store)
         store.ended = tenants  # each ended job's work goes to its key's usage
         return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
-                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs), tenants=tenants)
+                   jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs), tenants=tenants,
+                   sessions=open_session_store(store))
 
     async def close(self) -> None:
         self.health.drain()

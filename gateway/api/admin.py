@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from gateway.api.deps import App
 from gateway.api.usage import UsagePeriod, key_usage
 from gateway.edge.auth import Caller
 from gateway.edge.keys import require_scope
@@ -83,18 +84,22 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request, keys: Keys,
 
 
 @router.delete("/keys/{key_id}", response_model=KeyView, responses=responses_for(ReadOnlyKeyError, *ERRORS))
-async def revoke_key(key_id: str, request: Request, keys: Keys, admin: Admin) -> KeyView:
-    """Revoke a stored key: every replica refuses it from its next request on."""
+async def revoke_key(key_id: str, request: Request, keys: Keys, admin: Admin, app: App) -> KeyView:
+    """Revoke a stored key: every replica refuses it from its next request on, its web UI sessions end."""
     key = await keys.revoke(key_id)
+    await app.sessions.revoke_key(key_id)
     await keys.audit(admin, "key.revoke", client_ip(request), key_id)
     return key_view(key)
 
 
 @router.post("/keys/{key_id}/rotate", status_code=201, response_model=KeyWithSecret,
              responses=responses_for(MalformedBodyError, ReadOnlyKeyError, *ERRORS))
-async def rotate_key(key_id: str, body: KeyRotate, request: Request, keys: Keys, admin: Admin) -> KeyWithSecret:
-    """A new secret for the key (in ``key``, this once); the old one works ``overlap_s`` more seconds."""
+async def rotate_key(key_id: str, body: KeyRotate, request: Request, keys: Keys, admin: Admin,
+                     app: App) -> KeyWithSecret:
+    """A new secret for the key (in ``key``, this once); the old one works ``overlap_s`` more
+    seconds, for API calls: the key's web UI sessions end now."""
     key, secret = await keys.rotate(key_id, body.overlap_s)
+    await app.sessions.revoke_key(key_id)
     await keys.audit(admin, "key.rotate", client_ip(request), key_id, overlap_s=body.overlap_s, prefix=key.prefix)
     return KeyWithSecret(**key_view(key).model_dump(), key=secret)
 

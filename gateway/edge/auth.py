@@ -3,7 +3,9 @@
 API keys are checked against every named key in constant time. A bearer token that is not a
 key is read as a JWT when JWTs are configured (PyJWT: signature, ``exp``, ``nbf``, ``aud``,
 ``iss``, with a leeway for clock skew); its ``sub`` names the caller. Failed attempts are rate
-limited per IP."""
+limited per IP, and an address that has spent that budget is locked out: every attempt from it,
+with the right key or a wrong one, gets 429 until the budget refills, so the answer tells a
+guesser nothing (the lockout is asked before any key is compared)."""
 
 from __future__ import annotations
 
@@ -95,6 +97,7 @@ async def require_caller(
     if auth_disabled(settings):
         request.state.caller = ANONYMOUS
         return ANONYMOUS
+    await refuse_if_locked_out(request)
     try:
         presented = _presented_key(request, bearer, query_token)
         name = key_name(presented, settings)
@@ -121,15 +124,32 @@ def key_name(presented: str, settings: Settings) -> str | None:
     return _match(presented, settings.api_keys)
 
 
+def _failures_bucket(request: HTTPConnection) -> str:
+    return f"ip:{request.scope.get('state', {}).get('client_ip', 'unknown')}"
+
+
+def _locked_out(retry_after_s: int, headers: dict[str, str]) -> RateLimitedError:
+    return RateLimitedError("too many failed authentication attempts from this address; "
+                            f"retry in {retry_after_s} s", {**headers, "Retry-After": str(retry_after_s)})
+
+
+async def refuse_if_locked_out(request: HTTPConnection) -> None:
+    """``RateLimitedError`` (429, ``Retry-After``) while the caller's address has no failed
+    attempt left, whatever it presents: called before any key is compared (API and web UI)."""
+    limiter = edge_services(request).rate_limiter
+    if limiter is not None:
+        decision = await limiter.peek(_failures_bucket(request))
+        if not decision.allowed:
+            raise _locked_out(decision.retry_after_s, decision.headers())
+
+
 async def count_failed_attempt(request: HTTPConnection) -> None:
     """One failed sign-in from the caller's address; ``RateLimitedError`` once it has failed too often."""
     limiter = edge_services(request).rate_limiter
-    client = request.scope.get("state", {}).get("client_ip", "unknown")
     if limiter is not None:
-        decision = await limiter.acquire(f"ip:{client}")
+        decision = await limiter.acquire(_failures_bucket(request))
         if not decision.allowed:
-            raise RateLimitedError("too many failed authentication attempts from this address; "
-                                   f"retry in {decision.retry_after_s} s", decision.headers()) from None
+            raise _locked_out(decision.retry_after_s, decision.headers()) from None
 
 
 Caller = Annotated[str, Depends(require_caller)]

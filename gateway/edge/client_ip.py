@@ -1,7 +1,8 @@
 """The caller's address, and the CIDR allow-list applied to it.
 
-``X-Forwarded-For`` is believed only when the direct peer is a configured proxy; otherwise
-anyone could claim any address."""
+``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only when the direct peer is a
+configured proxy (I2V_TRUSTED_PROXIES); otherwise anyone could claim any address, or claim TLS.
+(uvicorn's own proxy headers stay off: it would trust every loopback peer.)"""
 
 from __future__ import annotations
 
@@ -42,9 +43,22 @@ def client_address(scope: Scope, trusted_proxies: list[Network]) -> str:
     return peer
 
 
+def forwarded_scheme(scope: Scope, trusted_proxies: list[Network]) -> str | None:
+    """The scheme the browser used, as the trusted proxy in front says (its ``X-Forwarded-Proto``,
+    the right-most value when proxies are chained); None when the peer is not a trusted proxy."""
+    peer = scope["client"][0] if scope.get("client") else "unknown"
+    if not _in(peer, trusted_proxies):
+        return None
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key == b"x-forwarded-proto"]
+    schemes = [part.strip().lower() for value in values for part in value.split(",") if part.strip()]
+    return schemes[-1] if schemes and schemes[-1] in ("http", "https") else None
+
+
 class ClientAddressMiddleware:
-    """Puts the caller's address in ``scope["state"]["client_ip"]`` and refuses addresses
-    outside the allow-list (403) on every path but the health probes."""
+    """Puts the caller's address in ``scope["state"]["client_ip"]``, the scheme a trusted proxy
+    was reached with in ``scope["scheme"]`` (so URLs, the UI's Origin check and its Secure cookie
+    follow TLS), and refuses addresses outside the allow-list (403) on every path but the health
+    probes."""
 
     def __init__(self, app: ASGIApp, allowlist: list[Network], trusted_proxies: list[Network]) -> None:
         self.app = app
@@ -57,6 +71,9 @@ class ClientAddressMiddleware:
             return
         address = client_address(scope, self.trusted_proxies)
         scope.setdefault("state", {})["client_ip"] = address
+        scheme = forwarded_scheme(scope, self.trusted_proxies)
+        if scheme is not None:
+            scope["scheme"] = scheme
         if self.allowlist and scope["path"] not in OPEN_PATHS and not _in(address, self.allowlist):
             await send_error(send, 403, "your address is not allowed to use this API")
             return

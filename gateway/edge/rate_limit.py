@@ -65,6 +65,14 @@ class TokenBucketLimiter:
     async def acquire(self, key: str) -> RateDecision:
         return self.take(key)
 
+    async def peek(self, key: str) -> RateDecision:
+        """What ``acquire`` would decide now, spending nothing."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        return _decision(tokens >= 1.0, tokens, self.burst, self.rate)
+
 
 # The same bucket as above, computed inside Redis so that replicas cannot race. Redis's own
 # clock is used, not the replicas' (which may disagree). Returns {allowed, tokens * 1000}.
@@ -84,6 +92,15 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], ttl)
 return {allowed, math.floor(tokens * 1000)}
 """
+# The bucket's tokens now, changing nothing: {tokens * 1000}.
+_PEEK_SCRIPT = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, last = tonumber(bucket[1]) or burst, tonumber(bucket[2]) or now
+return math.floor(math.min(burst, tokens + math.max(0, now - last) * rate) * 1000)
+"""
 
 
 class RedisTokenBucketLimiter:
@@ -93,12 +110,18 @@ class RedisTokenBucketLimiter:
         self.rate = per_minute / 60.0
         self.burst = burst
         self._take = redis.register_script(_TAKE_SCRIPT)
+        self._peek = redis.register_script(_PEEK_SCRIPT)
         # A bucket left alone refills completely in burst / rate seconds; then it can go.
         self._ttl_s = max(60, math.ceil(burst / self.rate) + 60) if self.rate else 3600
 
     async def acquire(self, key: str) -> RateDecision:
         allowed, tokens_milli = await self._take(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst, self._ttl_s])
         return _decision(bool(allowed), int(tokens_milli) / 1000, self.burst, self.rate)
+
+    async def peek(self, key: str) -> RateDecision:
+        """What ``acquire`` would decide now, spending nothing."""
+        tokens = int(await self._peek(keys=[f"i2v:rate:{key}"], args=[self.rate, self.burst])) / 1000
+        return _decision(tokens >= 1.0, tokens, self.burst, self.rate)
 
 
 Limiter = TokenBucketLimiter | RedisTokenBucketLimiter

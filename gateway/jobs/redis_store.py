@@ -32,6 +32,11 @@ class RedisJobStore(JobStore):
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The shared client, for records kept beside the jobs (gateway/edge/sessions.py)."""
+        return self._redis
+
     @staticmethod
     def _key(*parts: str) -> str:
         return PREFIX + ":".join(parts)

@@ -80,6 +80,11 @@ class SQLiteJobStore(JobStore):
                 return outcome
         return await asyncio.to_thread(locked)
 
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` as one transaction on this store's connection, for records kept beside the
+        jobs by other layers (the web UI's sessions: gateway/edge/sessions.py)."""
+        return await self._run(work)
+
     @staticmethod
     def _write(db: sqlite3.Connection, job: Job, before: Job | None) -> Job:
         """Write a job (and the event its change records, in the same transaction); the job as written."""

@@ -151,6 +151,14 @@ class KeyService:
             raise KeyNotFoundError(f"no API key '{key_id}'")
         return key
 
+    async def usable(self, key_id: str) -> Identity | None:
+        """The identity of a stored key that is accepted now (neither revoked nor expired), for a
+        caller already signed in by its id (the web UI's sessions); None otherwise."""
+        key = None if key_id.startswith(ENV_PREFIX) else await self.store.get_key(key_id)
+        if key is None or key.refusal() is not None:
+            return None
+        return Identity(key.id, frozenset(key.scopes), key)
+
     async def update(self, key_id: str, body: KeyUpdate) -> tuple[ApiKey, dict]:
         key = await self.stored(key_id)
         if key.revoked_at is not None:

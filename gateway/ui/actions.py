@@ -7,8 +7,11 @@ same messages; anything unexpected is logged and shown as one line, never a stac
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import PIL.Image
 from fastapi import FastAPI
+from gradio.utils import get_upload_folder
 from pydantic import ValidationError
 
 from gateway.edge.rate_limit import SUBMISSIONS, spend
 from gateway.edge.state import EdgeServices
-from gateway.errors import ApiError, InvalidFieldError, InvalidImageError, describe_validation
+from gateway.errors import ApiError, InvalidFieldError, InvalidImageError
 from gateway.jobs.records import Job, JobEvent
+from gateway.jobs.retention import remove_files_older_than
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
 from gateway.schemas import JobRequest, JobResponse, JobStatus, OutputFormat, VideoParams
@@ -30,6 +36,13 @@ from gateway.ui.texts import text
 
 logger = logging.getLogger("gateway.ui")
 GALLERY_SIZE = 12
+INPUTS_FOLDER = "i2v-inputs"  # beside Gradio's uploads: the picture of each job the UI submitted
+
+
+def owner_tag(owner: str) -> str:
+    """Part of a kept picture's name that says whose it is: the file routes serve it to that key only."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:16]
+BODY_ROOM = 16 * 1024  # the JSON around image_base64 in a request body
 OUTPUT_FORMATS = [fmt.value for fmt in OutputFormat]
 
 
@@ -63,12 +76,27 @@ class FormValues:
         return JobRequest.model_validate(fields)
 
 
-def form_from_params(params: VideoParams) -> list[Any]:
-    """The form's values (without the image) for a job's parameters: the gallery's "reuse"."""
+def form_from_params(params: VideoParams, seed_used: int | None) -> list[Any]:
+    """The form's values (without the image) for a job's parameters: the gallery's "reuse". The
+    seed is the one the video was made with, Random unticked, so the same video comes out again
+    (what AUTOMATIC1111's "reuse seed" and Replicate's "tweak" do)."""
+    seed = params.seed if params.seed is not None else seed_used
     values: list[Any] = [params.prompt, params.negative_prompt or "", params.resolution.value, params.num_frames,
-                         params.fps, params.steps, params.guidance_scale, params.seed,
-                         params.seed is None, params.fit.value, params.output_format.value]
+                         params.fps, params.steps, params.guidance_scale, seed,
+                         seed is None, params.fit.value, params.output_format.value]
     return values
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    view: JobResponse
+    params: VideoParams
+    video: Path
+    thumbnail: Path  # the poster (first frame), else the video itself
+    image: Path | None  # the picture it was made from, while the UI keeps it
+
+
+ACTIVE = (JobStatus.queued, JobStatus.running, JobStatus.cancelling)
 
 
 class UiActions:
@@ -95,6 +123,49 @@ class UiActions:
         scheme = getattr(getattr(request, "url", None), "scheme", None) or "http"
         return f"{scheme}://{request.headers.get('host', 'localhost')}"
 
+    @property
+    def inputs_dir(self) -> Path:
+        """Where the UI keeps the picture of each of its jobs (for the gallery's reuse), beside
+        Gradio's uploads: served only to signed-in pages, and deleted after I2V_RETENTION_S."""
+        return Path(os.path.realpath(get_upload_folder())) / INPUTS_FOLDER
+
+    def kept_input(self, job_id: str) -> Path | None:
+        found = sorted(self.inputs_dir.glob(f"{job_id}.*")) if self.inputs_dir.is_dir() else []
+        return found[0] if found else None
+
+    def keep_input(self, job: Job, upload: str) -> None:
+        self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        suffix = Path(upload).suffix.lower() or ".png"
+        shutil.copyfile(upload, self.inputs_dir / f"{job.id}.{owner_tag(job.owner)}{suffix}")
+
+    def forget_old_inputs(self) -> None:
+        if self.inputs_dir.is_dir():
+            remove_files_older_than(self.inputs_dir, time.time() - self.edge.settings.retention_s)
+
+    def upload_problem(self, path: str, language: str) -> str | None:
+        """Why the API would refuse this picture, in plain words, at upload time; None if it would
+        not. The limits are the API's: I2V_MAX_IMAGE_BYTES, the body limit after base64, pixels."""
+        size = os.path.getsize(path)  # FileNotFoundError: an upload deleted after I2V_RETENTION_S
+        settings = self.edge.settings
+        limit = min(settings.max_image_bytes, (settings.max_body_bytes - BODY_ROOM) * 3 // 4)
+        if size > limit:
+            return text(language, "image_too_big").format(size=_megabytes(size), limit=_megabytes(limit))
+        try:
+            with PIL.Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError, PIL.Image.DecompressionBombError):
+            return text(language, "not_an_image")
+        if width * height > settings.max_image_pixels:
+            return text(language, "image_too_many_pixels").format(
+                width=width, height=height, limit=f"{settings.max_image_pixels / 1e6:g}")
+        return None
+
+    async def active_job(self, request: gr.Request) -> Job | None:
+        """The key's newest job still queued or running (from this page, another tab or the API):
+        what a reloaded page follows."""
+        jobs, _ = await self.jobs.list(request.username or "", 0, 20)
+        return next((job for job in jobs if job.status in ACTIVE), None)
+
     async def submit(self, form: FormValues, language: str, request: gr.Request) -> Job:
         """The stored job for the form, or an ``ApiError`` with the API's message."""
         if not form.image:
@@ -103,36 +174,87 @@ class UiActions:
             raise InvalidFieldError(text(language, "no_prompt"))
         caller = request.username or ""
         try:
+            problem = self.upload_problem(form.image, language)  # the API's limits, in plain words
+            if problem is not None:
+                raise InvalidImageError(problem)
             image = base64.b64encode(Path(form.image).read_bytes()).decode()
             body = form.job_request(image)
         except FileNotFoundError:  # uploads are deleted after I2V_RETENTION_S (page.py)
             raise InvalidImageError(text(language, "upload_expired")) from None
         except ValidationError as exc:
-            raise InvalidFieldError(describe_validation(exc.errors())) from None
+            raise InvalidFieldError(plain_validation(exc, language)) from None
+        stored_key = await self.app.state.services.tenants.usable(caller)
+        if stored_key is not None:
+            await self.app.state.services.tenants.admit(stored_key)  # a stored key's quotas, as on the API
         await spend(self.edge.rate_limiter, SUBMISSIONS, caller)  # the API's budget: one per key for both
         job, _ = await self.jobs.submit(body, caller, self.base_url(request))
         logger.info("job %s submitted from the web UI", job.id)
+        self.keep_input(job, form.image)
         return job
 
     async def follow(self, job: Job) -> AsyncIterator[tuple[JobEvent, JobResponse | None]]:
-        """Each event of the job, with the job's view once it has ended."""
-        async for event in self.jobs.events(job.id):
+        """Each event of the job (with its place in the queue while it waits: ``watch``), and the
+        job's view once it has ended."""
+        async for event in self.jobs.watch(job.id):
             final = event.type in (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
             yield event, self.views.job(await self.jobs.get(job.id, job.owner)) if final else None
 
     async def cancel(self, job_id: str, request: gr.Request) -> JobResponse:
         return self.views.job(await self.jobs.cancel(job_id, request.username or ""))
 
-    async def recent(self, request: gr.Request) -> list[tuple[JobResponse, VideoParams, Path]]:
-        """The key's recent succeeded videos: the view, the parameters, the file."""
+    async def recent(self, request: gr.Request, page: int = 0) -> tuple[list[GalleryItem], bool]:
+        """One page of the key's succeeded videos, newest first, and whether older ones follow."""
+        self.forget_old_inputs()
         caller = request.username or ""
-        jobs, _ = await self.jobs.list(caller, 0, GALLERY_SIZE * 2)
         outputs = self.app.state.services.outputs.directory
-        found = []
-        for job in jobs:
-            if job.result is not None and (outputs / job.result.video_file).is_file():
-                found.append((self.views.job(job), job.params, outputs / job.result.video_file))
-        return found[:GALLERY_SIZE]
+        wanted, offset = (page + 1) * GALLERY_SIZE + 1, 0
+        found: list[GalleryItem] = []
+        while len(found) < wanted:
+            jobs, next_offset = await self.jobs.list(caller, offset, 100)
+            for job in jobs:
+                video = outputs / job.result.video_file if job.result is not None else None
+                if job.result is None or video is None or not video.is_file():
+                    continue
+                poster = outputs / job.result.poster_file if job.result.poster_file else None
+                found.append(GalleryItem(self.views.job(job), job.params, video,
+                                         poster if poster is not None and poster.is_file() else video,
+                                         self.kept_input(job.id)))
+            if next_offset is None:
+                break
+            offset = next_offset
+        start = page * GALLERY_SIZE
+        return found[start:start + GALLERY_SIZE], len(found) > start + GALLERY_SIZE
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.3g}"  # 25, 20.5, 0.03
+
+
+def plain_validation(exc: ValidationError, language: str) -> str:
+    """A form value out of range, named by its label, in words: not "invalid request: seed:
+    Input should be ..."."""
+    parts = []
+    for error in exc.errors():
+        name = str(error.get("loc", ("",))[0])
+        label = text(language, FIELD_LABELS[name]) if name in FIELD_LABELS else name
+        context = error.get("ctx") or {}
+        field = JobRequest.model_fields.get(name)
+        low, high = context.get("ge", context.get("gt")), context.get("le", context.get("lt"))
+        if field is not None and (low is None or high is None):
+            for bound in field.metadata:
+                low = getattr(bound, "ge", None) if low is None else low
+                high = getattr(bound, "le", None) if high is None else high
+        whole = field is not None and "int" in str(field.annotation)
+        problem = (text(language, "whole_number" if whole else "out_of_range")
+                   .format(low=low, high=high) if low is not None and high is not None else error.get("msg", ""))
+        parts.append(text(language, "field_problem").format(field=label, problem=problem))
+    return " ".join(parts)
+
+
+# Form fields by the API's names, for messages (the labels in texts.py).
+FIELD_LABELS = {"image_base64": "image", "prompt": "prompt", "negative_prompt": "negative_prompt",
+                "resolution": "resolution", "num_frames": "frames", "fps": "fps", "steps": "steps",
+                "guidance_scale": "guidance", "seed": "seed", "fit": "fit", "output_format": "output_format"}
 
 
 def describe_error(exc: Exception) -> str:
@@ -177,7 +299,7 @@ def progress_html(language: str, status: str, step: int | None = None, total: in
     bar = (f'<progress id="i2v-progress-bar" value="{step or 0}" max="{total}"></progress>'
            if total else "")
     return (f'<div id="i2v-status" data-status="{html.escape(status)}" data-step="{step or 0}" '
-            f'data-total="{total or 0}" data-job="{html.escape(job_id)}">{bar}'
+            f'data-total="{total or 0}" data-queue="{queue_position or ""}" data-job="{html.escape(job_id)}">{bar}'
             f'<span class="i2v-status-text">{" · ".join(parts)}</span></div>')
 
 

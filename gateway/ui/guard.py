@@ -8,15 +8,17 @@ and its file routes serve only from the folders the UI owns."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import send_error
+from gateway.ui.actions import INPUTS_FOLDER, owner_tag
 from gateway.ui.login import LOGIN_PATH, UI_PATH
+from gateway.ui.shutdown import is_stream
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({LOGIN_PATH, f"{LOGIN_PATH}/"})
@@ -25,6 +27,19 @@ PUBLIC_PATHS = frozenset({LOGIN_PATH, f"{LOGIN_PATH}/"})
 DENIED_PARTS = ("/proxy=", "/gradio_api/mcp", "/monitoring", "/vibe-", "/undo-vibe-edit", "/dev/reload",
                 "/run-history", "/gradio_api/runs")
 FILE_MARKERS = ("/file=", "/gradio_api/file/")
+# The signed-in page and its configuration: never from a cache after sign-out.
+NO_STORE_PATHS = frozenset({UI_PATH, f"{UI_PATH}/", f"{UI_PATH}/config", f"{UI_PATH}/gradio_api/info"})
+# The page shows this (in the user's language) when a call answers 401: signed out, sign in again.
+SIGNED_OUT = "signed out: sign in again (/ui/login)"
+
+
+def _no_store(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+            message = {**message, "headers": [*headers, (b"cache-control", b"no-store")]}
+        await send(message)
+    return sending
 
 
 def _decoded(path: str) -> str:
@@ -62,10 +77,21 @@ def same_origin(scope: Scope, public_base_url: str | None) -> bool:
     return origin in own
 
 
+def kept_picture_of(path: str, caller: str) -> bool:
+    """A picture kept for the gallery's reuse (``actions.INPUTS_FOLDER``) is served only to the key
+    whose job it was; every other file passes."""
+    target = Path(os.path.realpath(_decoded(path)))
+    if INPUTS_FOLDER not in target.parts:
+        return True
+    return f".{owner_tag(caller)}." in target.name
+
+
 class UiGuardMiddleware:
-    def __init__(self, app: ASGIApp, caller: Callable[[HTTPConnection], str | None],
-                 file_roots: Callable[[], Sequence[Path]], public_base_url: str | None) -> None:
+    def __init__(self, app: ASGIApp, caller: Callable[[HTTPConnection], Awaitable[str | None]],
+                 file_roots: Callable[[], Sequence[Path]], public_base_url: str | None,
+                 serve_stream: Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]] | None = None) -> None:
         self.app = app
+        self.serve_stream = serve_stream
         self.caller = caller
         self.file_roots = file_roots
         self.public_base_url = public_base_url
@@ -90,16 +116,25 @@ class UiGuardMiddleware:
         if any(part in path for part in DENIED_PARTS):
             await send_error(send, 404, "not found")
             return
-        if self.caller(HTTPConnection(scope)) is None:
+        caller = await self.caller(HTTPConnection(scope))
+        if caller is None:
             if method == "GET" and path in (UI_PATH, f"{UI_PATH}/"):
                 await send({"type": "http.response.start", "status": 303,
                             "headers": [(b"location", LOGIN_PATH.encode()), (b"cache-control", b"no-store")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            await send_error(send, 401, "sign in to the web UI first (/ui/login)")
+            await send_error(send, 401, SIGNED_OUT)
             return
+        # For Gradio (mount.py reads it as the user) and the access log (the key's name, not "-").
+        scope.setdefault("state", {})["caller"] = caller
+        if path in NO_STORE_PATHS:
+            send = _no_store(send)
         for marker in FILE_MARKERS:
-            if marker in path and not file_allowed(path.split(marker, 1)[1], self.file_roots()):
+            if marker in path and not (file_allowed(path.split(marker, 1)[1], self.file_roots())
+                                       and kept_picture_of(path.split(marker, 1)[1], caller)):
                 await send_error(send, 404, "not found")
                 return
+        if self.serve_stream is not None and is_stream(path):  # ended at SIGTERM (shutdown.py)
+            await self.serve_stream(self.app, scope, receive, send)
+            return
         await self.app(scope, receive, send)

@@ -1,53 +1,47 @@
-"""The UI's sign-in: a signed session cookie naming the API key, never holding the key itself.
+"""The UI's sign-in: a session kept server-side (gateway/edge/sessions.py), named by a cookie.
 
-The value is ``<key name>.<issued at>.<HMAC-SHA256>``; the secret is I2V_UI_SESSION_SECRET or a
-random one per process. A session is only as good as its key: it ends when the key is removed
-from the configuration, and after ``ui_session_max_age_s``."""
+The cookie holds a random token, never the key; the job store keeps the token's hash, the key
+name and the end. A session ends at sign-out, after ``ui_session_max_age_s``, when its key is
+removed from the configuration, and when the admin API revokes the key's sessions."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
-import time
+from starlette.requests import HTTPConnection
 
 from gateway.config import Settings
+from gateway.edge.sessions import SessionStore, key_fingerprint
+from gateway.tenants.service import key_service
 
 COOKIE_NAME = "i2v_ui_session"
 
 
-class SessionSigner:
-    def __init__(self, secret: bytes, max_age_s: float) -> None:
-        self._secret = secret
-        self.max_age_s = max_age_s
+def session_store(connection: HTTPConnection) -> SessionStore:
+    return connection.app.state.services.sessions
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SessionSigner:
-        secret = (settings.ui_session_secret.get_secret_value().encode() if settings.ui_session_secret
-                  else secrets.token_bytes(32))
-        return cls(secret, settings.ui_session_max_age_s)
 
-    def _mac(self, payload: str) -> str:
-        digest = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+async def current_fingerprint(connection: HTTPConnection, name: str, settings: Settings) -> str | None:
+    """What a session of ``name`` must still match: a configured key's value, or a stored key's
+    id and last rotation (gateway/tenants), so that a rotated, revoked or expired key ends its
+    sessions; None when the key is not accepted now."""
+    key = settings.api_keys.get(name)
+    if key is not None:
+        return key_fingerprint(key.get_secret_value())
+    stored = await key_service(connection).usable(name)
+    if stored is None or stored.key is None:
+        return None
+    return key_fingerprint(f"{stored.key.id}:{stored.key.rotated_at or stored.key.created_at}")
 
-    def issue(self, caller: str, now: float | None = None) -> str:
-        # The name is base64 so that any key name (dots included) survives the split below.
-        name = base64.urlsafe_b64encode(caller.encode()).decode().rstrip("=")
-        payload = f"{name}.{int(time.time() if now is None else now)}"
-        return f"{payload}.{self._mac(payload)}"
 
-    def verify(self, value: str | None, now: float | None = None) -> str | None:
-        """The caller a cookie value was issued to, or None when forged, malformed or expired."""
-        if not value or value.count(".") != 2:
-            return None
-        name, issued, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac(f"{name}.{issued}")):
-            return None
-        try:
-            age = (time.time() if now is None else now) - int(issued)
-            caller = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
-        except ValueError:
-            return None
-        return caller if 0 <= age <= self.max_age_s else None
+async def session_caller(connection: HTTPConnection, settings: Settings) -> str | None:
+    """The key a request's session cookie signs in as; None when there is none, or it was
+    revoked, has expired, or its key is no longer configured or has another value now."""
+    found = await session_store(connection).session(connection.cookies.get(COOKIE_NAME))
+    if found is None or found.fingerprint != await current_fingerprint(connection, found.caller, settings):
+        return None
+    return found.caller
+
+
+def wants_secure_cookie(connection: HTTPConnection, settings: Settings) -> bool:
+    """Secure when the browser reached us over TLS: the request's scheme (a trusted proxy's
+    X-Forwarded-Proto, client_ip.py) or an https public base URL."""
+    return connection.url.scheme == "https" or (settings.public_base_url or "").startswith("https://")

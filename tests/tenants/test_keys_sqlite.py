@@ -40,3 +40,34 @@ def test_a_stored_key_runs_a_job_and_its_usage_is_recorded(start_gateway, tmp_pa
         assert api.get("/api/v1/usage", headers=secret).status_code == 401
     stored = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("jobs.sqlite3"))
     assert made.json()["id"].encode() in stored and made.json()["key"].encode() not in stored
+
+
+def test_a_stored_key_signs_in_to_the_web_ui_until_it_is_rotated_or_revoked(start_gateway, tmp_path: Path) -> None:
+    gateway = start_gateway({"I2V_UI_ENABLED": "true", "I2V_ADMIN_TOKEN": ADMIN_TOKEN,
+                             "I2V_JOBS_DB": str(tmp_path / "jobs.sqlite3")})
+
+    def sign_in(key: str) -> httpx.Response:
+        return httpx.post(f"{gateway.url}/ui/login", data={"key": key}, headers={"Origin": gateway.url}, timeout=30)
+
+    def config_status(cookies: dict) -> int:
+        return httpx.get(f"{gateway.url}/ui/config", cookies=cookies, timeout=30).status_code
+
+    with httpx.Client(base_url=gateway.url, timeout=60, headers=ADMIN) as admin:
+        maker = admin.post("/admin/v1/keys", json={"name": "studio", "scopes": ["generate", "read"]}).json()
+        reader = admin.post("/admin/v1/keys", json={"name": "viewer", "scopes": ["read"]}).json()
+        # A key that may not make videos, the admin token included, gets no session.
+        for key in (reader["key"], ADMIN_TOKEN):
+            refused = sign_in(key)
+            assert refused.status_code == 403 and "generate scope" in refused.text
+            assert "set-cookie" not in refused.headers
+        first = dict(sign_in(maker["key"]).cookies)
+        assert first and config_status(first) == 200
+        # Rotation keeps the old secret for API calls during the overlap, but ends UI sessions.
+        rotated = admin.post(f"/admin/v1/keys/{maker['id']}/rotate", json={"overlap_s": 600})
+        assert rotated.status_code == 201
+        assert config_status(first) == 401
+        second = dict(sign_in(rotated.json()["key"]).cookies)
+        assert config_status(second) == 200
+        assert admin.delete(f"/admin/v1/keys/{maker['id']}").status_code == 200
+        assert config_status(second) == 401
+        assert sign_in(rotated.json()["key"]).status_code == 401

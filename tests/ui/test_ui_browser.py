@@ -141,7 +141,9 @@ def test_a_bad_upload_shows_the_apis_message(ui_gateway: GatewayServer, tmp_path
         page.locator("#i2v-prompt textarea").fill("anything")
         page.click("#i2v-generate")
         expect(page.locator("#i2v-status")).to_have_attribute("data-status", "error")
-        expect(page.locator("#i2v-status")).to_contain_text("does not hold an image")
+        # In words a person reads, without the API's field names (image_base64).
+        expect(page.locator("#i2v-status")).to_contain_text("This file is not a picture that can be read")
+        assert "image_base64" not in page.locator("#i2v-status").inner_text()
         assert "Traceback" not in page.content()
         assert_nothing_blocked(browser)
 
