@@ -140,13 +140,15 @@ class JobService:
                 results.append(BatchItemOutcome(index, error=exc))
             else:
                 results.append(BatchItemOutcome(index, job=job))
+        if all(outcome.job is None for outcome in results):
+            raise _every_item_rejected(results)
         return results
 
     async def get(self, job_id: str, owner: str) -> Job:
         job = await self.store.get(job_id)
         # Another caller's job is as unknown as a missing one.
         if job is None or job.owner != owner:
-            raise NotFoundError(f"no job {job_id}")
+            raise NotFoundError(f"no job {shown_id(job_id)}")
         return job
 
     async def list(self, owner: str, offset: int, limit: int) -> tuple[list[Job], int | None]:
@@ -167,7 +169,7 @@ class JobService:
 
         job, _ = await self.store.mutate(job_id, change)
         if job is None:
-            raise NotFoundError(f"no job {job_id}")
+            raise NotFoundError(f"no job {shown_id(job_id)}")
         return job
 
     async def wait(self, job: Job, seconds: float) -> Job:
@@ -254,6 +256,22 @@ class JobService:
             sent = place
             base = event or JobEvent(id=last_id, type=JobStatus.queued.value, at=job.updated_at, message=job.message)
             yield base.model_copy(update={"queue_position": place.queue_position, "eta_s": place.eta_s})
+
+
+def shown_id(job_id: str, limit: int = 40) -> str:
+    """A caller's job id as an answer may echo it: at most a short prefix of whatever was sent."""
+    return job_id if len(job_id) <= limit else job_id[:limit] + "..."
+
+
+def _every_item_rejected(outcomes: list[BatchItemOutcome]) -> ApiError:
+    """One error for a batch that made no job: the items' own status when they agree (a full
+    queue is a 429 or 503 to retry), else 422; the message lists each item's reason."""
+    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    reasons = "; ".join(f"item {outcome.index}: {outcome.error.message[:300]}"
+                        for outcome in outcomes if outcome.error is not None)
+    statuses = {error.status for error in errors}
+    error = errors[0] if len(statuses) == 1 else InvalidFieldError("")
+    return type(error)(f"every item of the batch was rejected: {reasons}", error.headers)
 
 
 def _moved(before: Place, after: Place) -> bool:
