@@ -47,6 +47,11 @@ class MalformedBodyError(ApiError):
     description = "The body is not valid JSON."
 
 
+class InvalidEventIdError(ApiError):
+    status = 400
+    description = "Last-Event-ID is not the id of an event this job's stream sent."
+
+
 class InvalidImageError(ApiError):
     status = 400
     description = "The image is not valid base64 or not a readable image."

@@ -207,14 +207,18 @@ class JobService:
 
     async def _poll(self, job_id: str, after: int) -> AsyncIterator[JobEvent | None]:
         """The job's events after ``after`` as they are recorded, up to its final one, and None
-        at each look that found nothing new. Ends at once when the job already ended at or before
-        ``after`` (a resume after the final event, a wait on an ended job)."""
+        at each look that found nothing new. When the job already ended at or before ``after`` (a
+        resume after the final event, a wait on an ended job) its final event comes again, alone:
+        a stream of an ended job always ends with it."""
         checked_end = False
         while True:
             events = await self.store.events_after(job_id, after)
             if not events and not checked_end:
                 job = await self.store.get(job_id)
-                if job is None or job.status.final:
+                if job is None:
+                    return
+                if job.status.final:
+                    yield next(iter(await self.store.events_after(job_id, job.events - 1)), None)
                     return
                 checked_end = True
             for event in events:

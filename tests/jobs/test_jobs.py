@@ -70,8 +70,10 @@ def test_submit_poll_progress_and_download(jobs_gateway: GatewayServer) -> None:
     # Resuming after an event gives the rest, without repeating any.
     rest = read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[2].id)
     assert [e.id for e in rest] == [e.id for e in events[3:] if int(e.id) > int(events[2].id)]
-    # A resume after the final event ends at once, with nothing more.
-    assert read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[-1].id, timeout=30) == []
+    # A resume after the final event gets that event again, alone: the stream of an ended job
+    # always ends with it, so a client that missed it still learns the end.
+    again = read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[-1].id, timeout=30)
+    assert [(e.id, e.type) for e in again] == [(events[-1].id, "succeeded")], again
     result = job["result"]
     assert result["success"] is True and result["seed"] == 11 and result["cached"] is False
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
