@@ -152,7 +152,7 @@ class WebhookEvent(str, Enum):
 
 class JobRequest(GenerateRequest):
     callback_url: str | None = Field(
-        None, max_length=2048,
+        None, max_length=2048, json_schema_extra={"format": "uri"},
         description="POSTed the job when it ends (signed per Standard Webhooks). Private addresses are refused.")
     webhook_events: list[WebhookEvent] = Field(
         default_factory=lambda: [WebhookEvent.completed], min_length=1, max_length=3,
@@ -243,7 +243,8 @@ class BatchRequest(BaseModel):
         default_factory=dict, description="Fields every item starts from (e.g. one image_base64 for all).")
     items: list[dict[str, Any]] = Field(
         ..., min_length=1, description="Each a job request; its fields override the defaults.")
-    callback_url: str | None = Field(None, max_length=2048, description="Default callback for every item.")
+    callback_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"},
+                                     description="Default callback for every item.")
 
 
 class BatchItemResult(BaseModel):

@@ -97,7 +97,9 @@ async def get_job(job_id: str, app: App, caller: ReadCaller) -> JobResponse:
 async def job_events(job_id: str, app: App, caller: ReadCaller,
                      last_event_id: Annotated[str | None, Header(
                          description="The id of the last event received: the stream resumes after it. "
-                                     "An id this job's stream never sent is a 400.")] = None) -> EventSourceResponse:
+                                     "An id this job's stream never sent is a 400.",
+                         # Documented, not enforced here: resume_after answers every other id with the 400.
+                         json_schema_extra={"pattern": "^[0-9]{1,12}$"})] = None) -> EventSourceResponse:
     """Server-Sent Events of the job: queued (with queue_position and eta_s, again whenever they
     move), running (once per denoising step, with eta_s), then one of succeeded, failed or
     cancelled, whose data holds the whole job; the stream ends there. Each event has an id:
