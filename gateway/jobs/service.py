@@ -268,13 +268,13 @@ def shown_id(job_id: str, limit: int = 40) -> str:
 
 
 def _every_item_rejected(outcomes: list[BatchItemOutcome]) -> ApiError:
-    """One error for a batch that made no job: the items' own status when they agree (a full
-    queue is a 429 or 503 to retry), else 422; the message lists each item's reason."""
+    """One error for a batch that made no job: 422, listing each item's reason; but when every item
+    met the same full queue (429 or 503), that status with its Retry-After, since a retry may pass."""
     errors = [outcome.error for outcome in outcomes if outcome.error is not None]
     reasons = "; ".join(f"item {outcome.index}: {outcome.error.message[:300]}"
                         for outcome in outcomes if outcome.error is not None)
     statuses = {error.status for error in errors}
-    error = errors[0] if len(statuses) == 1 else InvalidFieldError("")
+    error = errors[0] if statuses in ({429}, {503}) else InvalidFieldError("")
     return type(error)(f"every item of the batch was rejected: {reasons}", error.headers)
 
 

@@ -236,6 +236,10 @@ def test_queue_limits_answer_429_and_503(start_gateway, own_store_env: dict[str,
     per_key = httpx.post(url, json=body(), headers=AUTH)
     assert_error(per_key, 429, "queued jobs")
     assert per_key.headers["retry-after"]
+    # A batch none of whose items fits the key's queue: that 429, to retry, not a 422.
+    batch = httpx.post(f"{gateway.url}/api/v1/batch", json={"defaults": body(), "items": [{}, {}]}, headers=AUTH)
+    assert_error(batch, 429, "every item of the batch was rejected: item 0: key")
+    assert batch.headers["retry-after"]
     assert httpx.post(url, json=body(), headers=OTHER).status_code == 202
     overall = httpx.post(url, json=body(), headers=OTHER)
     assert_error(overall, 503, "queue is full")
