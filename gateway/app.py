@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.api import admin, docs, generate, health, jobs, usage
+from gateway.api.files import OutputFiles
 from gateway.config import Settings
 from gateway.edge.body_size import BodySizeLimitMiddleware
 from gateway.edge.client_ip import ClientAddressMiddleware, parse_networks
@@ -82,8 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(openai_router)
-    # StaticFiles resolves names inside the folder only (no traversal) and answers Range requests.
-    app.mount(f"/{URL_PREFIX}", StaticFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
+    # Names resolve inside the folder only (no traversal); Range requests per RFC 9110 (files.py).
+    app.mount(f"/{URL_PREFIX}", OutputFiles(directory=outputs.directory, check_dir=True), name=URL_PREFIX)
     if settings.ui_enabled:
         # The web UI at /ui: a client of the same job layer, behind its own session and CSRF guard.
         # Imported here: Gradio is 3.5 s of a gateway's start, which an API-only gateway skips.

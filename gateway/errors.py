@@ -39,11 +39,17 @@ class ApiError(Exception):
 
 
 class MalformedBodyError(ApiError):
-    """FastAPI answers it itself (as an HTTPException 400) for a body that is not JSON; here so
-    that routes with a body can document it."""
+    """A body that is not a JSON object's text: malformed JSON, another content type, or none.
+    FastAPI reports these as validation errors; ``malformed_body`` picks them out, so every route
+    with a body answers them alike (400, never 422)."""
 
     status = 400
     description = "The body is not valid JSON."
+
+
+class InvalidEventIdError(ApiError):
+    status = 400
+    description = "Last-Event-ID is not the id of an event this job's stream sent."
 
 
 class InvalidImageError(ApiError):
@@ -180,6 +186,31 @@ def describe_validation(errors: Sequence[Any]) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def malformed_body(exc: RequestValidationError, content_type: str) -> MalformedBodyError | None:
+    """The 400 for a body that is no JSON at all, saying where the JSON breaks; None when the
+    body was JSON (a wrong field is a 422 then)."""
+    for error in exc.errors():
+        location = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "it cannot be parsed")
+            where = ""
+            if len(location) == 2 and isinstance(location[1], int) and isinstance(exc.body, (str, bytes)):
+                text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+                position = location[1]
+                line = text.count("\n", 0, position) + 1
+                column = position - (text.rfind("\n", 0, position) + 1) + 1
+                where = f" at line {line}, column {column} (character {position})"
+            return MalformedBodyError(f"the body is malformed JSON: {reason}{where}")
+        if location == ("body",) and error.get("type") == "missing":
+            return MalformedBodyError("the body is empty; send a JSON object (Content-Type: application/json)")
+        json_type = content_type.split(";", 1)[0].strip().lower()
+        if location == ("body",) and isinstance(error.get("input"), (str, bytes)) \
+                and not (json_type == "application/json" or json_type.endswith("+json")):
+            # FastAPI parses JSON only when the Content-Type says so; anything else arrives as text.
+            return MalformedBodyError("the body is not JSON; send a JSON object with Content-Type: application/json")
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves the gateway as ``ErrorResponse`` with its real status."""
 
@@ -188,7 +219,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = malformed_body(exc, request.headers.get("content-type", ""))
+        if malformed is not None:
+            return error_response(malformed.status, malformed.message)
         return error_response(422, describe_validation(exc.errors()))
 
     @app.exception_handler(RedisError)

@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class Resolution(str, Enum):
@@ -53,30 +54,32 @@ class VideoParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(..., min_length=1, description="What should happen in the video.")
+    prompt: str = Field(..., min_length=1, description="What should happen in the video (not only whitespace).")
     resolution: Resolution = Field(
         Resolution.p512, description="256p, 512p, 768p (square), 1024p (1024x576) or 720p (1280x704, the size "
                                      "I2VGen-XL was trained at). width and height together override it.")
     # Free sizes (issue 21). Left out of stored jobs while unset, like step_cache_interval.
     width: int | None = Field(
-        None, ge=64, le=4096, multiple_of=8, exclude_if=lambda value: value is None,
+        None, ge=64, le=4096, multiple_of=8, strict=True, exclude_if=lambda value: value is None,
         description="Output width in pixels, a multiple of 8 (at least 64), sent with height; overrides "
                     "resolution. width x height is limited by the model (I2V_MAX_VIDEO_PIXELS).")
     height: int | None = Field(
-        None, ge=64, le=4096, multiple_of=8, exclude_if=lambda value: value is None,
+        None, ge=64, le=4096, multiple_of=8, strict=True, exclude_if=lambda value: value is None,
         description="Output height in pixels, a multiple of 8 (at least 64), sent with width.")
-    num_frames: int = Field(16, ge=8, le=32, description="Frames in the video (the model was trained on 16 and 32).")
-    fps: int = Field(8, ge=1, le=60, description="Frames per second of the MP4 file.")
-    steps: int = Field(50, ge=1, le=150, description="Denoising steps: more is slower and finer.")
-    guidance_scale: float = Field(9.0, ge=0.0, le=50.0, description="How strongly to follow the prompt.")
+    num_frames: int = Field(16, ge=8, le=32, strict=True,
+                            description="Frames in the video (the model was trained on 16 and 32).")
+    fps: int = Field(8, ge=1, le=60, strict=True, description="Frames per second of the MP4 file.")
+    steps: int = Field(50, ge=1, le=150, strict=True, description="Denoising steps: more is slower and finer.")
+    guidance_scale: float = Field(9.0, ge=0.0, le=50.0, strict=True, allow_inf_nan=False,
+                                  description="How strongly to follow the prompt (a finite number).")
     negative_prompt: str | None = Field(None, description="What to avoid.")
     seed: int | None = Field(
-        None, ge=0, le=2**53 - 1,
+        None, ge=0, le=2**53 - 1, strict=True,
         description="Same seed and inputs, same video (and a cached answer for a repeat). Omitted: random.")
     fit: FitMode = Field(FitMode.crop, description="crop: fill the frame and cut edges; pad: keep all, add bars.")
     # Left out of stored jobs while unset, so replicas of the version before it still read them.
     step_cache_interval: int | None = Field(
-        None, ge=0, le=150, exclude_if=lambda value: value is None,
+        None, ge=0, le=150, strict=True, exclude_if=lambda value: value is None,
         description="Step caching (DeepCache): the deep UNet blocks run every N steps and are reused between, "
                     "faster but the frames change (judge on your weights first). 0 or 1: off. Omitted: the model's "
                     "configured default (off as shipped).")
@@ -103,10 +106,18 @@ class GenerateRequest(VideoParams):
         ..., min_length=1,
         description="The input image (PNG, JPEG, WebP, ...) in base64; a data: URL prefix and line breaks are fine.")
     cancel_after_s: float | None = Field(
-        None, gt=0, le=86400,
+        None, gt=0, le=86400, strict=True, allow_inf_nan=False,
         description="Deadline in seconds from submission: past it the request is cancelled and the model stops "
                     "within a denoising step. The Cancel-After header (e.g. '90s', '5m') does the same; "
                     "with both, the earlier deadline wins.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, prompt: str) -> str:
+        # Checked on what callers send, not on stored jobs (VideoParams), which were all accepted once.
+        if not prompt.strip():
+            raise PydanticCustomError("blank_prompt", "must not be empty or only whitespace")
+        return prompt
 
 
 class GenerateResponse(BaseModel):
@@ -166,11 +177,19 @@ class WebhookEvent(str, Enum):
 
 class JobRequest(GenerateRequest):
     callback_url: str | None = Field(
-        None, max_length=2048,
+        None, max_length=2048, json_schema_extra={"format": "uri"},
         description="POSTed the job when it ends (signed per Standard Webhooks). Private addresses are refused.")
     webhook_events: list[WebhookEvent] = Field(
         default_factory=lambda: [WebhookEvent.completed], min_length=1, max_length=3,
         description="Which events POST to callback_url: completed (the default), start, progress.")
+
+    @model_validator(mode="after")
+    def _events_need_a_callback(self) -> JobRequest:
+        # Asked for events with nowhere to send them: surely a mistake, not a silent no-op.
+        if "webhook_events" in self.model_fields_set and not self.callback_url:
+            raise PydanticCustomError("webhook_events_without_callback",
+                                      "webhook_events needs a callback_url to send the events to")
+        return self
 
 
 class JobStatus(str, Enum):
@@ -249,7 +268,8 @@ class BatchRequest(BaseModel):
         default_factory=dict, description="Fields every item starts from (e.g. one image_base64 for all).")
     items: list[dict[str, Any]] = Field(
         ..., min_length=1, description="Each a job request; its fields override the defaults.")
-    callback_url: str | None = Field(None, max_length=2048, description="Default callback for every item.")
+    callback_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"},
+                                     description="Default callback for every item.")
 
 
 class BatchItemResult(BaseModel):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response
 
 from gateway.edge.auth import Caller
-from gateway.edge.fair_queue import QueueRejected
+from gateway.edge.fair_queue import DeadlinePassed, QueueRejected
 from gateway.edge.keys import admit_work, concurrency_cap, require_scope, submission_limiter
 from gateway.edge.rate_limit import READS, SUBMISSIONS, spend
 from gateway.edge.state import edge_services
-from gateway.errors import InvalidFieldError, RateLimitedError
+from gateway.errors import InferenceTimeoutError, InvalidFieldError, RateLimitedError
+from gateway.generation.service import Deadline
 from gateway.services import Services, services
 from gateway.tenants.records import Scope
 
@@ -38,17 +40,21 @@ ReadCaller = Annotated[str, Depends(read_budget)]
 RateLimitedCaller = Annotated[str, Depends(rate_budget)]
 
 
-async def generation_quota(request: Request, caller: RateLimitedCaller) -> AsyncIterator[str]:
-    """One request from the caller's rate budget and one generation slot while it runs: over the
-    key's cap the call waits its turn in the key's line (fair_queue.py); 429 only beyond that."""
+@asynccontextmanager
+async def generation_slot(request: Request, caller: str, deadline: Deadline | None) -> AsyncIterator[None]:
+    """One generation slot while the block runs: over the key's cap (or the gateway's) the call waits
+    its turn in the key's line (fair_queue.py); 429 only beyond that line's bounds, and 504 when the
+    caller's deadline passes first (the call then leaves the line and never reaches Triton)."""
     try:
-        async with edge_services(request).generation_slots.slot(caller, concurrency_cap(request)):
-            yield caller
+        async with edge_services(request).generation_slots.slot(
+                caller, None if deadline is None else deadline.left_s(), concurrency_cap(request)):
+            yield
     except QueueRejected as exc:
         raise RateLimitedError(exc.reason, {"Retry-After": str(exc.retry_after_s)}) from None
-
-
-Quota = Depends(generation_quota)
+    except DeadlinePassed:
+        seconds = deadline.seconds if deadline is not None else 0.0
+        raise InferenceTimeoutError(f"cancelled: the Cancel-After deadline of {seconds:g} s passed "
+                                    "while the call waited for a generation slot") from None
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request
 
-from gateway.api.deps import App, BaseUrl, CancelAfter, Quota
+from gateway.api.deps import App, BaseUrl, CancelAfter, RateLimitedCaller, generation_slot
 from gateway.edge.closing import ClientDisconnected
 from gateway.edge.signing import require_signature
 from gateway.errors import (
@@ -21,6 +21,7 @@ from gateway.errors import (
     ModelUnavailableError,
     responses_for,
 )
+from gateway.generation.results import VideoResult
 from gateway.generation.service import Deadline
 from gateway.schemas import GenerateRequest, GenerateResponse
 from gateway.tenants.service import result_usage
@@ -50,20 +51,28 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T], poll_s: flo
 @router.post("/api/v1/generate", response_model=GenerateResponse, tags=["generate"],
              responses=responses_for(MalformedBodyError, InvalidImageError, ModelFailedError, ModelUnavailableError,
                                      InferenceTimeoutError),
-             dependencies=[Depends(require_signature), Quota])
-async def generate(body: GenerateRequest, request: Request, app: App, base_url: BaseUrl,
+             dependencies=[Depends(require_signature)])
+async def generate(body: GenerateRequest, request: Request, app: App, base_url: BaseUrl, caller: RateLimitedCaller,
                    cancel_after_s: CancelAfter) -> GenerateResponse:
     """Generate a video from an image and a prompt, and wait for it. With a Cancel-After header
-    (or ``cancel_after_s``) the generation is cancelled past that deadline: a 504."""
+    (or ``cancel_after_s``) the call is cancelled past that deadline, also while it waits for a
+    generation slot: a 504."""
     deadlines = [d for d in (body.cancel_after_s, cancel_after_s) if d is not None]
     # Counted from the request's arrival: a wait for a generation slot uses it up too.
     deadline = Deadline(min(deadlines), getattr(request.state, "received_at", time.monotonic())) \
         if deadlines else None
-    try:
-        result = await cancel_on_disconnect(request, app.generation.generate(body, deadline))
-    except ApiError:
-        await app.tenants.record(request.state.caller, generation_usage(succeeded=False))
-        raise
-    await app.tenants.record(request.state.caller, result_usage(result, body.steps))  # usage per key
+
+    async def in_a_slot() -> VideoResult:
+        async with generation_slot(request, caller, deadline):
+            try:
+                result = await app.generation.generate(body, deadline)
+            except ApiError:  # a generation that ran and failed; not a refusal in the line above
+                await app.tenants.record(caller, generation_usage(succeeded=False))
+                raise
+        await app.tenants.record(caller, result_usage(result, body.steps))  # usage per key
+        return result
+
+    # A caller that goes away leaves the key's line, or cancels its Triton request.
+    result = await cancel_on_disconnect(request, in_a_slot())
     return result.response(app.outputs, base_url)
 

@@ -14,7 +14,7 @@ from gateway.api.deps import App, BaseUrl, CancelAfter, RateLimitedCaller, ReadC
 from gateway.edge.signing import require_signature
 from gateway.errors import (
     ConflictError,
-    InvalidFieldError,
+    InvalidEventIdError,
     InvalidImageError,
     MalformedBodyError,
     NotFoundError,
@@ -93,19 +93,21 @@ async def get_job(job_id: str, app: App, caller: ReadCaller) -> JobResponse:
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "One event per status change and per denoising step."},
-                       **responses_for(NotFoundError)})
+                       **responses_for(NotFoundError, InvalidEventIdError)})
 async def job_events(job_id: str, app: App, caller: ReadCaller,
-                     last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
+                     last_event_id: Annotated[str | None, Header(
+                         description="The id of the last event received: the stream resumes after it. "
+                                     "An id this job's stream never sent is a 400.",
+                         # Documented, not enforced here: resume_after answers every other id with the 400.
+                         json_schema_extra={"pattern": "^[0-9]{1,12}$"})] = None) -> EventSourceResponse:
     """Server-Sent Events of the job: queued (with queue_position and eta_s, again whenever they
     move), running (once per denoising step, with eta_s), then one of succeeded, failed or
     cancelled, whose data holds the whole job; the stream ends there. Each event has an id:
     reconnect with Last-Event-ID to resume after it (a queued update repeats the id of the event
-    before it, so a resume never repeats a logged event)."""
-    await app.jobs.get(job_id, caller)
-    try:
-        after = int(last_event_id or 0)
-    except ValueError:
-        raise InvalidFieldError("Last-Event-ID must be the id of an event of this stream") from None
+    before it, so a resume never repeats a logged event). The stream of an ended job always ends
+    with its final event, sent again to a client that resumes after it."""
+    job = await app.jobs.get(job_id, caller)
+    after = resume_after(last_event_id, job.events)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         async for event in app.jobs.watch(job_id, after):
@@ -114,6 +116,18 @@ async def job_events(job_id: str, app: App, caller: ReadCaller,
                 data["job"] = app.views.job(await app.jobs.get(job_id, caller)).model_dump(mode="json")
             yield ServerSentEvent(id=str(event.id), event=event.type, data=json.dumps(data))
     return EventSourceResponse(stream(), ping=HEARTBEAT_S)
+
+
+def resume_after(last_event_id: str | None, last_sent: int) -> int:
+    """The event id a stream resumes after: 0 without Last-Event-ID, else an id the job's stream
+    has sent (0 to ``last_sent``); anything else is an ``InvalidEventIdError`` (400)."""
+    text = (last_event_id or "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > last_sent:
+        raise InvalidEventIdError(f"Last-Event-ID {text[:24]!r} is not an event this job's stream sent (its ids "
+                                  f"run from 1 to {last_sent}); reconnect without it to start from the beginning")
+    return int(text)
 
 
 @router.delete("/jobs/{job_id}", response_model=JobResponse, responses=responses_for(NotFoundError))

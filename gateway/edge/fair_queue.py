@@ -4,7 +4,9 @@ A call over its key's cap (``per_key`` generations in flight) or over the gatewa
 (``total``) waits in its key's line instead of failing. When a slot frees, the keys with
 someone waiting are served round-robin, one call each, so a key with a long line cannot starve
 another. A line is bounded in length (``max_waiting``) and in wait (``max_wait_s``); only beyond
-those is a call refused (``QueueRejected``, a 429 with Retry-After at the edge).
+those is a call refused (``QueueRejected``, a 429 with Retry-After at the edge). A caller's own
+deadline (Cancel-After) bounds its wait too: past it the call leaves the line
+(``DeadlinePassed``, a 504 at the edge) and never starts.
 
 The lines live in this process: each gateway replica keeps its own (its own ``total`` protects
 its own Triton connection); the per-key rate budget is what replicas share.
@@ -31,6 +33,13 @@ class QueueRejected(Exception):
     retry_after_s: int
 
 
+@dataclass(frozen=True)
+class DeadlinePassed(Exception):
+    """The caller's own deadline passed while its call waited for a slot; it left the line."""
+
+    waited_s: float
+
+
 class FairQueue:
     def __init__(self, per_key: int, total: int, max_waiting: int, max_wait_s: float) -> None:
         self.per_key = per_key or math.inf  # 0: no limit
@@ -54,23 +63,26 @@ class FairQueue:
         return self._caps.get(key, self.per_key)
 
     @asynccontextmanager
-    async def slot(self, key: str, cap: int | None = None) -> AsyncIterator[None]:
-        """Hold a generation slot for ``key`` while the block runs; raises ``QueueRejected``.
+    async def slot(self, key: str, deadline_s: float | None = None, cap: int | None = None) -> AsyncIterator[None]:
+        """Hold a generation slot for ``key`` while the block runs; raises ``QueueRejected``, or
+        ``DeadlinePassed`` when the caller's ``deadline_s`` (seconds left to it) ends its wait first.
         ``cap``: the key's own limit of generations in flight (0: none), instead of ``per_key``."""
         if cap is None:
             self._caps.pop(key, None)
         else:
             self._caps[key] = cap or math.inf
-        await self._acquire(key)
+        await self._acquire(key, deadline_s)
         try:
             yield
         finally:
             self._release(key)
 
-    async def _acquire(self, key: str) -> None:
+    async def _acquire(self, key: str, deadline_s: float | None) -> None:
         if not self._lines.get(key) and self._may_start(key):
             self._start(key)
             return
+        if deadline_s is not None and deadline_s <= 0:
+            raise DeadlinePassed(0.0)
         if self.waiting(key) >= self.max_waiting:
             raise QueueRejected(f"key '{key}' has {self.running(key)} generations running and {self.max_waiting} "
                                 "waiting; wait for some to finish", self._retry_after_s())
@@ -78,14 +90,19 @@ class FairQueue:
         self._lines.setdefault(key, deque()).append(waiter)
         logger.info("key %s waits for a generation slot: %d running, %d waiting", key, self.running(key),
                     self.waiting(key))
+        # The caller's deadline, when it comes first, ends the wait as the line's own bound would.
+        caller_first = deadline_s is not None and deadline_s < self.max_wait_s
+        wait_s = deadline_s if deadline_s is not None and caller_first else self.max_wait_s
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.max_wait_s)
+            await asyncio.wait_for(asyncio.shield(waiter), wait_s)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled():
                 self._release(key)  # granted just as the wait ended: hand the slot on
             else:
                 waiter.cancel()
                 self._forget(key, waiter)
+            if isinstance(exc, asyncio.TimeoutError) and caller_first:
+                raise DeadlinePassed(wait_s) from None
             if isinstance(exc, asyncio.TimeoutError):
                 raise QueueRejected(f"key '{key}' waited {self.max_wait_s:g} s for a generation slot; "
                                     "retry later", self._retry_after_s()) from None

@@ -138,6 +138,7 @@ class RedisJobStore(JobStore):
         return [Job.model_validate_json(raw) for raw in raws if raw is not None]
 
     async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
+        after = min(max(after, 0), 2**62)  # a negative index would count from the list's end
         raws = await self._redis.lrange(self._key("events", job_id), after, after + limit - 1)
         return [JobEvent.model_validate_json(raw) for raw in raws]
 

@@ -143,13 +143,15 @@ class JobService:
                 results.append(BatchItemOutcome(index, error=exc))
             else:
                 results.append(BatchItemOutcome(index, job=job))
+        if all(outcome.job is None for outcome in results):
+            raise _every_item_rejected(results)
         return results
 
     async def get(self, job_id: str, owner: str) -> Job:
         job = await self.store.get(job_id)
         # Another caller's job is as unknown as a missing one.
         if job is None or job.owner != owner:
-            raise NotFoundError(f"no job {job_id}")
+            raise NotFoundError(f"no job {shown_id(job_id)}")
         return job
 
     async def list(self, owner: str, offset: int, limit: int) -> tuple[list[Job], int | None]:
@@ -170,7 +172,7 @@ class JobService:
 
         job, _ = await self.store.mutate(job_id, change)
         if job is None:
-            raise NotFoundError(f"no job {job_id}")
+            raise NotFoundError(f"no job {shown_id(job_id)}")
         return job
 
     async def load_input(self, job_id: str, owner: str) -> bytes | None:
@@ -224,14 +226,18 @@ class JobService:
 
     async def _poll(self, job_id: str, after: int) -> AsyncIterator[JobEvent | None]:
         """The job's events after ``after`` as they are recorded, up to its final one, and None
-        at each look that found nothing new. Ends at once when the job already ended at or before
-        ``after`` (a resume after the final event, a wait on an ended job)."""
+        at each look that found nothing new. When the job already ended at or before ``after`` (a
+        resume after the final event, a wait on an ended job) its final event comes again, alone:
+        a stream of an ended job always ends with it."""
         checked_end = False
         while True:
             events = await self.store.events_after(job_id, after)
             if not events and not checked_end:
                 job = await self.store.get(job_id)
-                if job is None or job.status.final:
+                if job is None:
+                    return
+                if job.status.final:
+                    yield next(iter(await self.store.events_after(job_id, job.events - 1)), None)
                     return
                 checked_end = True
             for event in events:
@@ -273,6 +279,22 @@ class JobService:
             sent = place
             base = event or JobEvent(id=last_id, type=JobStatus.queued.value, at=job.updated_at, message=job.message)
             yield base.model_copy(update={"queue_position": place.queue_position, "eta_s": place.eta_s})
+
+
+def shown_id(job_id: str, limit: int = 40) -> str:
+    """A caller's job id as an answer may echo it: at most a short prefix of whatever was sent."""
+    return job_id if len(job_id) <= limit else job_id[:limit] + "..."
+
+
+def _every_item_rejected(outcomes: list[BatchItemOutcome]) -> ApiError:
+    """One error for a batch that made no job: 422, listing each item's reason; but when every item
+    met the same full queue (429 or 503), that status with its Retry-After, since a retry may pass."""
+    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    reasons = "; ".join(f"item {outcome.index}: {outcome.error.message[:300]}"
+                        for outcome in outcomes if outcome.error is not None)
+    statuses = {error.status for error in errors}
+    error = errors[0] if statuses in ({429}, {503}) else InvalidFieldError("")
+    return type(error)(f"every item of the batch was rejected: {reasons}", error.headers)
 
 
 def _moved(before: Place, after: Place) -> bool:

@@ -159,6 +159,7 @@ class SQLiteJobStore(JobStore):
         return [Job.model_validate_json(row[0]) for row in rows]
 
     async def events_after(self, job_id: str, after: int, limit: int = 100) -> list[JobEvent]:
+        after = min(max(after, 0), 2**62)  # SQLite integers are 64-bit: a larger one would overflow
         rows = await self._run(lambda db: db.execute(
             "SELECT doc FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
             (job_id, after, limit)).fetchall())

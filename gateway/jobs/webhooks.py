@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -29,6 +30,25 @@ def _address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?")
+
+
+def _valid_host(hostname: str, bracketed: bool) -> bool:
+    """An IP address, or a DNS name (international names in their IDNA form) an HTTP client can
+    dial; between brackets only an IPv6 address."""
+    try:
+        ipaddress.ip_address(hostname.split("%", 1)[0])
+        return True
+    except ValueError:
+        if bracketed:
+            return False
+    try:
+        ascii_name = hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(ascii_name) <= 253 and _HOST_NAME.fullmatch(ascii_name) is not None
+
+
 async def check_callback_url(url: str, allow_private: bool, field: str = "callback_url") -> str:
     """The URL if it may be called back (or, for ``field`` input_reference, fetched); ``InvalidFieldError``
     (422) if not.
@@ -36,18 +56,25 @@ async def check_callback_url(url: str, allow_private: bool, field: str = "callba
     Every address the host resolves to must be public unless ``allow_private``: loopback,
     private ranges, link-local (cloud metadata at 169.254.169.254) and the like are refused.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port  # .port raises for a port out of range
+    except ValueError:
+        raise InvalidFieldError(f"{field} is not a valid URL: its host or its port (1-65535) is malformed") \
+            from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise InvalidFieldError(f"{field} must be an absolute http:// or https:// URL")
+    if port == 0 or not _valid_host(hostname, bracketed="[" in parts.netloc):
+        raise InvalidFieldError(f"{field} is not a valid URL: its host or its port (1-65535) is malformed")
     if parts.username or parts.password:
         raise InvalidFieldError(f"{field} must not carry credentials")
     if allow_private:
         return url
     try:
-        infos = await asyncio.to_thread(socket.getaddrinfo, parts.hostname, parts.port or 443, 0,
+        infos = await asyncio.to_thread(socket.getaddrinfo, hostname, port or 443, 0,
                                         socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise InvalidFieldError(f"{field} host {parts.hostname!r} does not resolve") from None
+        raise InvalidFieldError(f"{field} host {hostname!r} does not resolve") from None
     for info in infos:
         if not _address_is_public(str(info[4][0])):
             raise InvalidFieldError(

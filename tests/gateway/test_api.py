@@ -105,7 +105,7 @@ def test_bad_input_gets_its_status_and_the_error_body(api, name, overrides, head
 
 def test_malformed_json_and_oversized_body(api: httpx.Client) -> None:
     assert_error(api.post("/api/v1/generate", content=b"{not json", headers={**AUTH, "Content-Type":
-                                                                              "application/json"}), 422, "json")
+                                                                              "application/json"}), 400, "malformed")
     assert_error(api.post("/api/v1/generate", content=b"x" * (5 * 1024 * 1024), headers=AUTH), 413, "larger than")
     # Without Content-Length (chunked), the body is counted as it arrives.
     chunks = iter([b"x" * (1024 * 1024)] * 5)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.edge.fair_queue import FairQueue, QueueRejected
+from gateway.edge.fair_queue import DeadlinePassed, FairQueue, QueueRejected
 
 
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
@@ -133,3 +133,40 @@ async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
     assert calls.started == ["a0", "a2"]
     await calls.end("a2")
     assert calls.queue.running("alice") == 0
+
+
+@run
+async def test_a_callers_deadline_ends_its_wait_and_it_leaves_the_line() -> None:
+    queue = FairQueue(per_key=1, total=10, max_waiting=1, max_wait_s=30)
+    calls = Calls(queue)
+    calls.send("a0", "alice")
+    await calls.settle()
+    with pytest.raises(DeadlinePassed):
+        async with queue.slot("alice", deadline_s=0.05):
+            raise AssertionError("a call past its deadline got a slot")
+    # It left the line: the line (of one) has room again, and the next call is the one served.
+    assert queue.waiting("alice") == 0
+    calls.send("a1", "alice")
+    await calls.settle()
+    await calls.end("a0")
+    assert calls.started == ["a0", "a1"]
+    await calls.end("a1")
+
+
+@run
+async def test_a_deadline_already_passed_is_refused_at_once_and_a_free_slot_still_serves() -> None:
+    queue = FairQueue(per_key=1, total=1, max_waiting=4, max_wait_s=30)
+    async with queue.slot("alice", deadline_s=0.0):  # a free slot: the generation checks the time itself
+        with pytest.raises(DeadlinePassed):
+            async with queue.slot("bob", deadline_s=0.0):
+                pass
+        assert queue.waiting("bob") == 0
+
+
+@run
+async def test_the_lines_own_bound_stays_a_429_when_it_comes_before_the_deadline() -> None:
+    queue = FairQueue(per_key=1, total=10, max_waiting=4, max_wait_s=0.05)
+    async with queue.slot("alice"):
+        with pytest.raises(QueueRejected):
+            async with queue.slot("alice", deadline_s=60):
+                pass

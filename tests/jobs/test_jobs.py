@@ -70,8 +70,10 @@ def test_submit_poll_progress_and_download(jobs_gateway: GatewayServer) -> None:
     # Resuming after an event gives the rest, without repeating any.
     rest = read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[2].id)
     assert [e.id for e in rest] == [e.id for e in events[3:] if int(e.id) > int(events[2].id)]
-    # A resume after the final event ends at once, with nothing more.
-    assert read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[-1].id, timeout=30) == []
+    # A resume after the final event gets that event again, alone: the stream of an ended job
+    # always ends with it, so a client that missed it still learns the end.
+    again = read_events(f"{accepted['status_url']}/events", AUTH, last_event_id=events[-1].id, timeout=30)
+    assert [(e.id, e.type) for e in again] == [(events[-1].id, "succeeded")], again
     result = job["result"]
     assert result["success"] is True and result["seed"] == 11 and result["cached"] is False
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
@@ -234,6 +236,10 @@ def test_queue_limits_answer_429_and_503(start_gateway, own_store_env: dict[str,
     per_key = httpx.post(url, json=body(), headers=AUTH)
     assert_error(per_key, 429, "queued jobs")
     assert per_key.headers["retry-after"]
+    # A batch none of whose items fits the key's queue: that 429, to retry, not a 422.
+    batch = httpx.post(f"{gateway.url}/api/v1/batch", json={"defaults": body(), "items": [{}, {}]}, headers=AUTH)
+    assert_error(batch, 429, "every item of the batch was rejected: item 0: key")
+    assert batch.headers["retry-after"]
     assert httpx.post(url, json=body(), headers=OTHER).status_code == 202
     overall = httpx.post(url, json=body(), headers=OTHER)
     assert_error(overall, 503, "queue is full")
@@ -346,3 +352,41 @@ def test_the_python_client_runs_and_cancels_jobs(jobs_gateway: GatewayServer, tm
     long = client.submit_job(gradient_png((64, 64)), "a slow cat", resolution="256p", num_frames=8, steps=150)
     assert client.cancel_job(long["job_id"])["status"] in ("cancelling", "cancelled")
     assert client.wait_for_job(long["job_id"], poll_s=0.2, timeout_s=60)["status"] == "cancelled"
+
+
+def test_last_event_ids_the_stream_never_sent_are_a_400_and_an_ended_stream_ends_with_its_final_event(
+        jobs_gateway: GatewayServer) -> None:
+    job_id = submit(jobs_gateway, steps=2)["job_id"]
+    url = f"{jobs_gateway.url}/api/v1/jobs/{job_id}/events"
+    events = read_events(url, AUTH)
+    final = events[-1]
+    assert final.type == "succeeded", events
+    for never_sent in ("99999999999999999999999", "-1", str(int(final.id) + 1), "1.5", "abc", "0x1"):
+        answer = httpx.get(url, headers={**AUTH, "Last-Event-ID": never_sent}, timeout=30)
+        assert_error(answer, 400, "is not an event this job's stream sent")
+        assert f"ids run from 1 to {final.id}" in answer.json()["message"]
+    # 0 (or no id) is the beginning; the final id gives the final event again, and the stream ends.
+    assert [e.id for e in read_events(url, AUTH, last_event_id="0", timeout=30)] == [e.id for e in events]
+    again = read_events(url, AUTH, last_event_id=final.id, timeout=30)
+    assert [(e.id, e.type, e.data["job"]["status"]) for e in again] == [(final.id, "succeeded", "succeeded")]
+    resumed = read_events(url, AUTH, last_event_id=events[0].id, timeout=30)
+    assert resumed[-1].type == "succeeded" and resumed[0].id != events[0].id
+
+
+def test_a_malformed_callback_url_is_a_422_alone_and_per_batch_item(jobs_gateway: GatewayServer) -> None:
+    for url in ("http://example.com:99999/", "http://[zz]/", "http://example.com:-1/"):
+        answer = httpx.post(f"{jobs_gateway.url}/api/v1/jobs", json=body(callback_url=url), headers=AUTH, timeout=30)
+        assert_error(answer, 422, "callback_url is not a valid URL")
+        # As the batch's own callback_url, every item carries it: no job, a 422 naming each item.
+        every = httpx.post(f"{jobs_gateway.url}/api/v1/batch", headers=AUTH, timeout=30, json={
+            "defaults": body(steps=1), "items": [{}, {"prompt": "a dog"}], "callback_url": url})
+        assert_error(every, 422, "every item of the batch was rejected")
+        message = every.json()["message"]
+        assert "item 0: callback_url is not a valid URL" in message and "item 1: callback_url" in message, message
+    # On one item: that item is rejected alone, the others are jobs.
+    batch = httpx.post(f"{jobs_gateway.url}/api/v1/batch", headers=AUTH, timeout=30, json={
+        "defaults": body(steps=1), "items": [{"callback_url": "http://[zz]/"}, {"prompt": "a dog"}]})
+    assert batch.status_code == 202, batch.text
+    items = batch.json()["items"]
+    assert items[0]["error"]["status"] == 422 and "callback_url" in items[0]["error"]["message"], items
+    assert finished(jobs_gateway, items[1]["job"]["job_id"])["status"] == "succeeded"

@@ -99,6 +99,8 @@ def test_cancel_after_stops_a_running_job_mid_denoise_and_a_waiting_one(jobs_gat
     stopped = finished(jobs_gateway, waiting)
     assert stopped["status"] == "cancelled" and stopped["started_at"] is None, stopped
     assert "Cancel-After deadline of 1 s passed before it started" in stopped["message"]
+    # Soon after its deadline, not when the job ahead of it ends (the reaper looks every second).
+    assert seconds_between(stopped["created_at"], stopped["finished_at"]) < 1 + 3, stopped
 
     job = finished(jobs_gateway, long)
     assert job["status"] == "cancelled", job

@@ -93,6 +93,10 @@ def test_changes_record_events_in_order_in_the_same_write(run) -> None:
         assert stored is not None and stored.events == 7
         assert [e.id for e in await store.events_after(job.id, 5)] == [6, 7]
         assert [e.id for e in await store.events_after(job.id, 2, limit=2)] == [3, 4]
+        # Out of range: a negative id is the start (not the list's end), a huge one is past the end
+        # (not an overflow of SQLite's 64-bit integers).
+        assert [e.id for e in await store.events_after(job.id, -1)] == [1, 2, 3, 4, 5, 6, 7]
+        assert await store.events_after(job.id, 99999999999999999999999) == []
         await store.delete(job.id)
         assert await store.events_after(job.id, 0) == []
     run(scenario)

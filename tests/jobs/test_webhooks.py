@@ -29,6 +29,23 @@ def test_malformed_urls_are_refused(url: str) -> None:
         asyncio.run(check_callback_url(url, allow_private=True))
 
 
+@pytest.mark.parametrize("url", [
+    "http://example.com:99999/", "http://[zz]/", "http://example.com:-1/", "http://example.com:0/",
+    "http://example.com:8o/", "http://exa mple.com/", "http://-example.com/", "http://a..b/", "http://[v1.x]/",
+    "http://%zz/", "https://" + "a" * 64 + ".com/",
+])
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_ports_out_of_range_and_malformed_hosts_are_a_422_naming_the_field(url: str, allow_private: bool) -> None:
+    with pytest.raises(InvalidFieldError, match="callback_url is not a valid URL: its host or its port"):
+        asyncio.run(check_callback_url(url, allow_private=allow_private))
+
+
+@pytest.mark.parametrize("url", ["http://example.com:65535/x", "https://bücher.example/x", "http://[::1]:8080/x",
+                                 "http://hooks_1.example.com./x"])
+def test_unusual_but_valid_urls_pass(url: str) -> None:
+    assert asyncio.run(check_callback_url(url, allow_private=True)) == url
+
+
 def test_public_literal_address_is_allowed() -> None:
     assert asyncio.run(check_callback_url("https://93.184.215.14/hook", allow_private=False))
 
