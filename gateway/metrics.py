@@ -71,6 +71,13 @@ TRITON_ERRORS = Counter(
     "i2v_triton_errors", "Failed Triton inference calls, by gRPC status (unavailable, deadline_exceeded, ...).",
     ["kind"], registry=REGISTRY)
 
+MODEL_READY = Gauge(
+    "i2v_model_ready", "1 while Triton's model can serve as far as this gateway knows (what /readyz reports of "
+    "the model), 0 while it cannot: Triton away, the model not ready, or its process dead.", registry=REGISTRY)
+MODEL_PROCESS_LOST = Counter(
+    "i2v_model_process_lost", "Triton calls that failed because the model's process died under them.",
+    registry=REGISTRY)
+
 GENERATE_ROUTE = "/api/v1/generate"
 UNMATCHED_ROUTE = "unmatched"  # 404s and probes for paths that do not exist: one series, not one each
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from gateway.config import Settings
-from gateway.errors import STORE_ERRORS, ApiError, ModelUnavailableError
+from gateway.errors import STORE_ERRORS, ApiError, ModelProcessLostError, ModelUnavailableError
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.generation.service import PreparedInput
@@ -184,6 +184,8 @@ class JobWorker:
             return
         try:
             result = task.result()
+        except ModelProcessLostError as exc:
+            await self._retry_later(job, exc.message, lost_worker=True)
         except ModelUnavailableError as exc:
             await self._retry_later(job, exc.message)
         except ApiError as exc:
@@ -293,16 +295,21 @@ class JobWorker:
         logger.info("job %s failed (%d): %s", job.id, status, message)
         await self._finish(job, lambda j: j.fail(status, message))
 
-    async def _retry_later(self, job: Job, reason: str) -> None:
+    async def _retry_later(self, job: Job, reason: str, lost_worker: bool = False) -> None:
         """Back to the queue with a growing backoff; ModelWatch makes it due as soon as the model is
-        ready again. Neither the wait nor this start counts as a lost worker."""
+        ready again. Neither the wait nor this start counts as a lost worker, unless the model's
+        process died under it (``lost_worker``): a job that kills the model every time must end."""
         now = time.time()
+        if lost_worker and job.lost_workers + 1 >= self.settings.job_max_attempts:
+            await self._fail(job, 502, f"the model's process died {job.lost_workers + 1} times while running this "
+                             "job; giving up")
+            return
         delay = min(MODEL_RETRY_MAX_S, 2.0 ** min(job.model_waits + 1, 5))
         if now + delay > job.deadline_at:
             await self._fail(job, 503, f"{reason} (gave up after waiting {now - job.created_at:.0f} s)")
             return
         logger.info("job %s waits up to %.0f s for the model: %s", job.id, delay, reason)
-        await self._finish(job, lambda j: j.wait_for_model(reason, now + delay, now=now))
+        await self._finish(job, lambda j: j.wait_for_model(reason, now + delay, now=now, lost_worker=lost_worker))
 
     async def _release(self, job: Job) -> None:
         """On shutdown: back to the queue at once, and this start does not count as a lost worker."""

@@ -1,0 +1,264 @@
+"""The model processes of a tritonserver: seen when one dies, and replaced.
+
+Triton's Python backend runs each model instance in a stub process. When a stub dies (the
+kernel's OOM killer, a crash), Triton 2.51 neither restarts it nor stops calling the model ready:
+every later request fails with "Stub process ... is not healthy". This runs beside tritonserver
+(``scripts/start_triton.sh`` starts it; stdlib only, so it also runs in the Triton image):
+
+    python -m i2v_tools.stub_watch watch --server-pid PID --http 127.0.0.1:8010
+        every half second, finds the stubs of tritonserver; when an instance's stub has died
+        while its model is READY, unloads the model (its readiness turns false at once), then
+        loads it again through the repository API (explicit model control, the admin key of
+        TRITON_ADMIN_KEY), trying again until it loads. Ends with tritonserver.
+    python -m i2v_tools.stub_watch check [--ready-url URL]
+        exit 1 when a stub of this host's tritonserver is dead (a Kubernetes exec liveness probe
+        for a tritonserver that runs without this watch), or the URL does not answer 200.
+    python -m i2v_tools.stub_watch clean-shm
+        removes the shared-memory regions of stubs that died with nothing left mapping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("i2v.stub_watch")
+PROC = Path("/proc")
+SHM = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+STUB_COMM = "triton_python_b"  # the kernel keeps the first 15 characters of the executable's name
+WATCH_S = 0.5
+LOAD_RETRY_S = 10.0
+# A region younger than this may belong to a stub being started right now (created by tritonserver
+# a moment before anything maps it): never removed.
+SHM_MIN_AGE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Stub:
+    pid: int
+    parent: int
+    state: str  # a /proc state letter: Z is a dead stub its parent has not reaped
+    instance: str  # e.g. i2vgen_xl_0_0 (empty for a dead one: the kernel drops its command line)
+
+    @property
+    def dead(self) -> bool:
+        return self.state in ("Z", "X")
+
+    @property
+    def model(self) -> str:
+        """The model of an instance named ``<model>_<group>_<index>``."""
+        return self.instance.rsplit("_", 2)[0]
+
+
+def _stat(pid: int) -> tuple[str, str, int] | None:
+    """(comm, state, parent) of a process, or None when it is gone."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    state, parent = text[text.rindex(")") + 2:].split()[:2]
+    return comm, state, int(parent)
+
+
+def stubs(parent: int | None = None) -> list[Stub]:
+    """The Python-backend stubs on this host, or those of one tritonserver."""
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _stat(int(entry.name))
+        if stat is None or stat[0] != STUB_COMM or (parent is not None and stat[2] != parent):
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            argv = []
+        # triton_python_backend_stub <model.py> <shm region> <sizes...> <parent pid> <lib dir>
+        # <ipc handle> <instance name> <runtime dir>
+        instance = argv[8].decode(errors="replace") if len(argv) > 8 else ""
+        found.append(Stub(pid=int(entry.name), parent=stat[2], state=stat[1], instance=instance))
+    return found
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[1] not in ("Z", "X")
+
+
+class TritonAdmin:
+    """The few repository-API calls the watch needs, with the admin key when one is set."""
+
+    def __init__(self, http: str, admin_key: str = "") -> None:
+        self.base = f"http://{http}"
+        self.headers = {"admin-key": admin_key} if admin_key else {}
+
+    def _post(self, path: str, timeout: float) -> tuple[int, str]:
+        request = urllib.request.Request(self.base + path, data=b"{}", headers=self.headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+
+    def state(self, model: str) -> str:
+        """READY, LOADING, UNLOADING, UNAVAILABLE (unloaded) or "" when unknown."""
+        status, body = self._post("/v2/repository/index", 10)
+        if status != 200:
+            return ""
+        for entry in json.loads(body):
+            if entry.get("name") == model:
+                return str(entry.get("state", ""))
+        return ""
+
+    def ready(self, model: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/v2/models/{model}/ready", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def reload(self, model: str, timeout: float) -> None:
+        """Unload (so nothing is routed to the dead instance and readiness is false), then load."""
+        status, body = self._post(f"/v2/repository/models/{model}/unload", 60)
+        if status != 200:
+            raise RuntimeError(f"unload answered {status}: {body[:200]}")
+        deadline = time.monotonic() + 60
+        while self.ready(model) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, body = self._post(f"/v2/repository/models/{model}/load", timeout)
+        if status != 200:
+            raise RuntimeError(f"load answered {status}: {body[:200]}")
+
+
+def watch(server_pid: int, admin: TritonAdmin, load_timeout: float = 600.0) -> None:
+    """Reload every model one of whose stubs dies, until tritonserver ends."""
+    known: dict[str, int] = {}  # instance -> pid of its live stub, for the log
+    to_load: dict[str, float] = {}  # model -> when to try loading it again
+    while alive(server_pid):
+        live = {stub.instance: stub.pid for stub in stubs(server_pid) if not stub.dead and stub.instance}
+        # An instance with no live stub (a new pid is fine: a reload by an operator starts the
+        # new stub before it stops the old one).
+        lost = {instance for instance in known if instance not in live}
+        known.update(live)
+        for model in sorted({instance.rsplit("_", 2)[0] for instance in lost}):
+            for instance in [i for i in known if i.rsplit("_", 2)[0] == model]:
+                known.pop(instance)
+            state = admin.state(model)
+            if state == "READY":  # not an operator's unload, nor a load under way
+                logger.error("the process of model %s died (instance stub %s); reloading the model", model,
+                             ", ".join(sorted(i for i in lost if i.rsplit("_", 2)[0] == model)))
+                to_load[model] = 0.0
+            else:
+                logger.info("model %s stopped its instances (%s); leaving it as it is", model, state or "unknown")
+        for model, when in list(to_load.items()):
+            if time.monotonic() < when:
+                continue
+            started = time.monotonic()
+            try:
+                admin.reload(model, load_timeout)
+            except (RuntimeError, OSError) as exc:
+                logger.error("reloading %s failed (%s); trying again in %.0f s", model, exc, LOAD_RETRY_S)
+                to_load[model] = time.monotonic() + LOAD_RETRY_S
+                continue
+            removed = clean_shm()
+            logger.warning("model %s reloaded in %.1f s%s", model, time.monotonic() - started,
+                           f"; removed {len(removed)} stale shared-memory region(s)" if removed else "")
+            del to_load[model]
+        time.sleep(WATCH_S)
+
+
+def _mapped_regions() -> set[str]:
+    """Names of the shared-memory regions some process on this host maps."""
+    mapped = set()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            maps = (entry / "maps").read_text(errors="replace")
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            if SHM_PREFIX in line:
+                mapped.add(line.rsplit("/", 1)[-1].split()[0])
+    return mapped
+
+
+def stale_regions(now: float | None = None) -> list[Path]:
+    """Regions no process maps any more, old enough not to be one being set up."""
+    now = time.time() if now is None else now
+    mapped = _mapped_regions()
+    stale = []
+    for path in SHM.glob(SHM_PREFIX + "*"):
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if path.name not in mapped and age >= SHM_MIN_AGE_S:
+            stale.append(path)
+    return stale
+
+
+def clean_shm(paths: Iterable[Path] | None = None) -> list[Path]:
+    """Remove stale regions (those of ``stale_regions`` unless given); the ones removed."""
+    removed = []
+    for path in stale_regions() if paths is None else paths:
+        try:
+            path.unlink()
+        except OSError:
+            continue  # another user's, or removed meanwhile
+        removed.append(path)
+    return removed
+
+
+def check(ready_url: str = "") -> int:
+    """0 when no Python-backend stub on this host is dead (and ``ready_url`` answers 200), else 1."""
+    dead = [stub for stub in stubs() if stub.dead]
+    if dead:
+        print(f"dead model process(es): pid {', '.join(str(stub.pid) for stub in dead)}", file=sys.stderr)
+        return 1
+    if ready_url:
+        try:
+            with urllib.request.urlopen(ready_url, timeout=5) as response:
+                if response.status != 200:
+                    raise urllib.error.URLError(f"status {response.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{ready_url}: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    watching = commands.add_parser("watch", help="reload a model whose stub dies, until tritonserver ends")
+    watching.add_argument("--server-pid", type=int, required=True)
+    watching.add_argument("--http", required=True, help="Triton's HTTP host:port")
+    watching.add_argument("--load-timeout", type=float, default=600.0)
+    checking = commands.add_parser("check", help="exit 1 when a model process is dead (a liveness probe)")
+    checking.add_argument("--ready-url", default="")
+    commands.add_parser("clean-shm", help="remove shared-memory regions of dead stubs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s stub_watch %(levelname)s %(message)s")
+    if args.command == "check":
+        return check(args.ready_url)
+    if args.command == "clean-shm":
+        for path in clean_shm():
+            logger.info("removed %s (no process maps it)", path)
+        return 0
+    watch(args.server_pid, TritonAdmin(args.http, os.environ.get("TRITON_ADMIN_KEY", "")), args.load_timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
