@@ -32,6 +32,11 @@ class ModelWatch:
         self.store = store
         self.model_ready = model_ready
         self.wake = wake
+        self._ready = True  # what the last look found; until the first, assumed ready
+
+    def last_seen_ready(self) -> bool:
+        """Whether the model was ready at the last look (at most ``WATCH_S`` ago)."""
+        return self._ready
 
     async def waiting(self, now: float) -> list[Job]:
         """The queued jobs whose backoff for the model has not ended yet."""
@@ -47,7 +52,7 @@ class ModelWatch:
         The model is asked every round, jobs waiting or not: that keeps readiness and its metric
         current, and lets the Triton client see a reload of a model whose process died (not
         ready, then ready) even when no probe comes by in those seconds."""
-        ready = await self.model_ready()
+        ready = self._ready = await self.model_ready()
         now = time.time()
         waiting = await self.waiting(now)
         if not waiting or not ready:

@@ -53,12 +53,17 @@ class Renderer(Protocol):
 
 
 class JobWorker:
-    def __init__(self, settings: Settings, store: JobStore, renderer: Renderer, worker_id: str, wake: Wake) -> None:
+    def __init__(self, settings: Settings, store: JobStore, renderer: Renderer, worker_id: str, wake: Wake,
+                 model_ready: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
         self.worker_id = worker_id
         self.wake = wake
+        # What the model watch last saw (it asks every second): a job waiting for the model is
+        # not tried again while the model is known away, only once the watch resumes it (or
+        # when its next wait would pass its deadline, so that it still ends then).
+        self.model_ready = model_ready
         self.heartbeat_s = min(1.0, settings.job_lease_s / 3)
 
     async def loop(self) -> None:
@@ -84,6 +89,8 @@ class JobWorker:
                     return None
                 if job.past_cancel_at(now):
                     return job.cancel(job.deadline_message(), now)
+                if job.waiting_for_model and not self.model_ready() and now + _model_backoff(job) <= job.deadline_at:
+                    return None
                 return job.claim(self.worker_id, self.settings.job_lease_s, now)
             job, changed = await self.store.mutate(candidate.id, change)
             if changed and job is not None and job.status is JobStatus.running:
@@ -304,7 +311,7 @@ class JobWorker:
             await self._fail(job, 502, f"the model's process died {job.lost_workers + 1} times while running this "
                              "job; giving up")
             return
-        delay = min(MODEL_RETRY_MAX_S, 2.0 ** min(job.model_waits + 1, 5))
+        delay = _model_backoff(job)
         if now + delay > job.deadline_at:
             await self._fail(job, 503, f"{reason} (gave up after waiting {now - job.created_at:.0f} s)")
             return
@@ -316,6 +323,11 @@ class JobWorker:
         release = functools.partial(_hand_back, why="its gateway stopped")
         with contextlib.suppress(Exception):
             await asyncio.shield(self._finish(job, release, retry=False))
+
+
+def _model_backoff(job: Job) -> float:
+    """How long a job waits for the model after its next failed try: growing with its waits."""
+    return min(MODEL_RETRY_MAX_S, 2.0 ** min(job.model_waits + 1, 5))
 
 
 def _hand_back(job: Job, why: str) -> Job:
