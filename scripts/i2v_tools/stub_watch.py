@@ -49,6 +49,7 @@ class Stub:
     parent: int
     state: str  # a /proc state letter: Z is a dead stub its parent has not reaped
     instance: str  # e.g. i2vgen_xl_0_0 (empty for a dead one: the kernel drops its command line)
+    region: str = ""  # its shared-memory region (triton_python_backend_shm_region_<uuid>)
 
     @property
     def dead(self) -> bool:
@@ -87,7 +88,8 @@ def stubs(parent: int | None = None) -> list[Stub]:
         # triton_python_backend_stub <model.py> <shm region> <sizes...> <parent pid> <lib dir>
         # <ipc handle> <instance name> <runtime dir>
         instance = argv[8].decode(errors="replace") if len(argv) > 8 else ""
-        found.append(Stub(pid=int(entry.name), parent=stat[2], state=stat[1], instance=instance))
+        region = argv[2].decode(errors="replace") if len(argv) > 8 else ""
+        found.append(Stub(pid=int(entry.name), parent=stat[2], state=stat[1], instance=instance, region=region))
     return found
 
 
@@ -111,15 +113,15 @@ class TritonAdmin:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode(errors="replace")
 
-    def state(self, model: str) -> str:
-        """READY, LOADING, UNLOADING, UNAVAILABLE (unloaded) or "" when unknown."""
+    def states(self) -> dict[str, str]:
+        """Each model's state: READY, LOADING, UNLOADING or UNAVAILABLE (unloaded); {} when unknown."""
         status, body = self._post("/v2/repository/index", 10)
         if status != 200:
-            return ""
-        for entry in json.loads(body):
-            if entry.get("name") == model:
-                return str(entry.get("state", ""))
-        return ""
+            return {}
+        return {str(entry.get("name")): str(entry.get("state", "")) for entry in json.loads(body)}
+
+    def state(self, model: str) -> str:
+        return self.states().get(model, "")
 
     def ready(self, model: str) -> bool:
         try:
@@ -143,14 +145,23 @@ class TritonAdmin:
 
 def watch(server_pid: int, admin: TritonAdmin, load_timeout: float = 600.0) -> None:
     """Reload every model one of whose stubs dies, until tritonserver ends."""
-    known: dict[str, int] = {}  # instance -> pid of its live stub, for the log
+    known: dict[str, Stub] = {}  # instance -> its live stub
     to_load: dict[str, float] = {}  # model -> when to try loading it again
+    dead_regions: set[str] = set()  # of the stubs that died: removed once their models are back
     while alive(server_pid):
-        live = {stub.instance: stub.pid for stub in stubs(server_pid) if not stub.dead and stub.instance}
+        live = {stub.instance: stub for stub in stubs(server_pid) if not stub.dead and stub.instance}
         # An instance with no live stub (a new pid is fine: a reload by an operator starts the
         # new stub before it stops the old one).
         lost = {instance for instance in known if instance not in live}
+        if any(stub.dead for stub in stubs(server_pid)) and not lost and not to_load:
+            # A stub that died before this watch saw it alive (its name went with it): a READY
+            # model with no live stub at all is the one.
+            serving = {instance.rsplit("_", 2)[0] for instance in live}
+            lost = {f"{model}_?_?" for model, state in admin.states().items()
+                    if state == "READY" and model not in serving}
+            known.update({instance: Stub(0, server_pid, "Z", instance) for instance in lost})
         known.update(live)
+        dead_regions.update(known[instance].region for instance in lost if known[instance].region)
         for model in sorted({instance.rsplit("_", 2)[0] for instance in lost}):
             for instance in [i for i in known if i.rsplit("_", 2)[0] == model]:
                 known.pop(instance)
@@ -171,10 +182,15 @@ def watch(server_pid: int, admin: TritonAdmin, load_timeout: float = 600.0) -> N
                 logger.error("reloading %s failed (%s); trying again in %.0f s", model, exc, LOAD_RETRY_S)
                 to_load[model] = time.monotonic() + LOAD_RETRY_S
                 continue
-            removed = clean_shm()
-            logger.warning("model %s reloaded in %.1f s%s", model, time.monotonic() - started,
-                           f"; removed {len(removed)} stale shared-memory region(s)" if removed else "")
+            logger.warning("model %s reloaded in %.1f s", model, time.monotonic() - started)
             del to_load[model]
+        if dead_regions and not to_load:
+            # Triton leaves the region of a stub that died in /dev/shm (and keeps it mapped while
+            # an answer of the dead instance is pending). Its name goes now; the memory goes
+            # with the last mapping. Nothing opens a region by name but the stub it was made for.
+            for path in clean_shm(SHM / name for name in dead_regions):
+                logger.info("removed %s, the shared memory of a dead model process", path)
+            dead_regions.clear()
         time.sleep(WATCH_S)
 
 

@@ -51,7 +51,7 @@ def test_a_killed_model_process_is_replaced_and_its_job_runs_again(spare_triton:
                              "I2V_JOBS_DB": str(tmp_path / "jobs.sqlite3"), "I2V_METRICS_TOKEN": METRICS_TOKEN},
                             triton_grpc_url=spare_triton.grpc_url)
     gateway.wait_until(lambda: readyz(gateway).status_code == 200, 60, "ready /readyz")
-    running = submit(gateway, steps=60, seed=3)
+    running = submit(gateway, steps=12, seed=3)
     poll(gateway, running["job_id"], lambda job: (job.get("progress") or {}).get("step", 0) >= 1, timeout=120)
 
     stub = spare_triton.stub_pid()
@@ -74,7 +74,7 @@ def test_a_killed_model_process_is_replaced_and_its_job_runs_again(spare_triton:
     gateway.wait_until(lambda: readyz(gateway).status_code == 200, SERVING_AGAIN_S, "/readyz ready again")
     back_s = time.monotonic() - killed_at
     assert spare_triton.stub_pid() != stub
-    first = finished(gateway, running["job_id"], timeout=180)
+    first = finished(gateway, running["job_id"], timeout=300)
     assert first["status"] == "succeeded", first
     assert (first["attempts"], first["lost_workers"]) == (2, 1), first
     second = finished(gateway, waiting["job_id"], timeout=180)
