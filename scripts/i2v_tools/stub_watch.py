@@ -15,6 +15,9 @@ every later request fails with "Stub process ... is not healthy". This runs besi
         for a tritonserver that runs without this watch), or the URL does not answer 200.
     python -m i2v_tools.stub_watch clean-shm
         removes the shared-memory regions of stubs that died with nothing left mapping them.
+    python stub_watch.py start -- tritonserver ...
+        the Triton image's entrypoint: removes every unmapped region (nothing else runs in the
+        container yet; its /dev/shm outlives a restart), then runs the command in its place.
 """
 
 from __future__ import annotations
@@ -210,7 +213,7 @@ def _mapped_regions() -> set[str]:
     return mapped
 
 
-def stale_regions(now: float | None = None) -> list[Path]:
+def stale_regions(now: float | None = None, min_age_s: float = SHM_MIN_AGE_S) -> list[Path]:
     """Regions no process maps any more, old enough not to be one being set up."""
     now = time.time() if now is None else now
     mapped = _mapped_regions()
@@ -220,7 +223,7 @@ def stale_regions(now: float | None = None) -> list[Path]:
             age = now - path.stat().st_mtime
         except OSError:
             continue
-        if path.name not in mapped and age >= SHM_MIN_AGE_S:
+        if path.name not in mapped and age >= min_age_s:
             stale.append(path)
     return stale
 
@@ -264,14 +267,22 @@ def main(argv: list[str] | None = None) -> int:
     checking = commands.add_parser("check", help="exit 1 when a model process is dead (a liveness probe)")
     checking.add_argument("--ready-url", default="")
     commands.add_parser("clean-shm", help="remove shared-memory regions of dead stubs")
+    starting = commands.add_parser("start", help="remove unmapped regions, then exec the command")
+    starting.add_argument("command_line", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stub_watch %(levelname)s %(message)s")
     if args.command == "check":
         return check(args.ready_url)
-    if args.command == "clean-shm":
-        for path in clean_shm():
+    if args.command in ("clean-shm", "start"):
+        for path in clean_shm(stale_regions(min_age_s=0 if args.command == "start" else SHM_MIN_AGE_S)):
             logger.info("removed %s (no process maps it)", path)
+    if args.command == "clean-shm":
         return 0
+    if args.command == "start":
+        command = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+        if not command:
+            parser.error("start needs a command to run")
+        os.execvp(command[0], command)
     watch(args.server_pid, TritonAdmin(args.http, os.environ.get("TRITON_ADMIN_KEY", "")), args.load_timeout)
     return 0
 
