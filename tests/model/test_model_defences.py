@@ -77,21 +77,26 @@ def assert_plain(error: InferenceServerException) -> None:
 
 def test_a_poisoned_request_fails_alone_and_no_answer_holds_a_traceback(http, triton: TritonServer) -> None:
     infer(http, video())  # warm: a first call of a fresh server takes seconds, and the rest queue apart
-    before_requests, before_executions = model_counts(http)
     requests = [video(seed=1), video(image=TRUNCATED_QOI), video(seed=2), video(image=image_bytes(fmt="ICO"))]
-    outcomes = [outcome for _, outcome in at_once(triton.http_url, requests)]
-    # Triton counts the good ones as inferences; four requests in at most two executions: the bad
-    # ones shared a batch with good ones (usually all four are one).
-    _, executions = settled_counts(http, before_requests + 2)
-    assert executions - before_executions <= 2, "the four requests were not batched"
-    for good in (outcomes[0], outcomes[2]):
-        assert not isinstance(good, Exception), good
-        assert good.as_numpy("FRAMES").shape == (1, 8, 64, 64, 3)
-    for bad in (outcomes[1], outcomes[3]):
-        assert isinstance(bad, InferenceServerException) and bad.status() == "400", bad
-        assert "IMAGE is not a decodable image of an accepted format (PNG, JPEG, WebP, BMP, GIF or TIFF)" \
-            in bad.message()
-        assert_plain(bad)
+    # On a loaded machine the four may reach Triton too far apart to share an execution: then
+    # they are sent again (bounded); every try must show the outcomes, one try the batch.
+    for _ in range(3):
+        before_requests, before_executions = model_counts(http)
+        outcomes = [outcome for _, outcome in at_once(triton.http_url, requests)]
+        for good in (outcomes[0], outcomes[2]):
+            assert not isinstance(good, Exception), good
+            assert good.as_numpy("FRAMES").shape == (1, 8, 64, 64, 3)
+        for bad in (outcomes[1], outcomes[3]):
+            assert isinstance(bad, InferenceServerException) and bad.status() == "400", bad
+            assert "IMAGE is not a decodable image of an accepted format (PNG, JPEG, WebP, BMP, GIF or TIFF)" \
+                in bad.message()
+            assert_plain(bad)
+        # Triton counts the good ones as inferences; four requests in at most two executions:
+        # the bad ones shared a batch with good ones (usually all four are one).
+        _, executions = settled_counts(http, before_requests + 2)
+        if executions - before_executions <= 2:
+            return
+    pytest.fail("the four requests were never batched together")
 
 
 def test_the_work_limit_refuses_hours_of_work_at_once(http) -> None:
