@@ -101,6 +101,13 @@ class ModelUnavailableError(ApiError):
     headers = {"Retry-After": "5"}
 
 
+class ModelProcessLostError(ModelUnavailableError):
+    """The model's process died while it made this video (Triton's "Stub process ... is not
+    healthy"): it is being restarted, and a job runs again (counted like a lost worker)."""
+
+    description = "The model's process stopped and is being restarted; see Retry-After."
+
+
 class QueueFullError(ApiError):
     """The gateway's job queue is full for everyone; a replica or a later retry may take it."""
 

@@ -78,6 +78,12 @@ KEY_WORK = Counter(
     ["key", "unit"], registry=REGISTRY)
 KEY_LABELS_MAX = 50
 _key_labels: set[str] = set()
+MODEL_READY = Gauge(
+    "i2v_model_ready", "1 while Triton's model can serve as far as this gateway knows (what /readyz reports of "
+    "the model), 0 while it cannot: Triton away, the model not ready, or its process dead.", registry=REGISTRY)
+MODEL_PROCESS_LOST = Counter(
+    "i2v_model_process_lost", "Triton calls that failed because the model's process died under them.",
+    registry=REGISTRY)
 
 GENERATE_ROUTE = "/api/v1/generate"
 UNMATCHED_ROUTE = "unmatched"  # 404s and probes for paths that do not exist: one series, not one each

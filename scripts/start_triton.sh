@@ -10,7 +10,8 @@
 # TRITON_READY_TIMEOUT seconds (300), TRITON_MODEL_REPOSITORY (model_repository/),
 # I2V_MODEL_PATH (weights folder or hub id), I2V_PYTHON (the interpreter that runs the model;
 # default .venv/bin/python), I2V_LOG_DIR (logs), TRITON_ADMIN_KEY (admin APIs then need the
-# header "admin-key: <key>"; required to bind beyond loopback).
+# header "admin-key: <key>"; required to bind beyond loopback; unset, a random key only the
+# stub watch knows).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,18 +59,26 @@ for port in "$HTTP_PORT" "$GRPC_PORT" "$METRICS_PORT"; do
 done
 
 # Loading and unloading models, shared-memory regions, trace and log settings are admin
-# APIs: behind a key when one is set, and never open on an address others can reach.
+# APIs: always behind a key, and never open on an address others can reach without one set.
+# Models load under explicit model control, so that the stub watch below can reload a model
+# whose process died; a repository API that loads models (and can write model files) is code
+# execution, so without TRITON_ADMIN_KEY this run makes up a key that only its watch knows.
 ADMIN_APIS="model-repository,shared-memory,trace,logging"
-admin_args=()
-if [[ -n "${TRITON_ADMIN_KEY:-}" ]]; then
-  admin_args=("--http-restricted-api=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY"
-              "--grpc-restricted-protocol=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY")
-elif [[ "$BIND" != "127.0.0.1" && "$BIND" != "localhost" && "$BIND" != "::1" ]]; then
-  echo "error: binding Triton to $BIND would expose its admin APIs; set TRITON_ADMIN_KEY" >&2
-  exit 1
+if [[ -z "${TRITON_ADMIN_KEY:-}" ]]; then
+  if [[ "$BIND" != "127.0.0.1" && "$BIND" != "localhost" && "$BIND" != "::1" ]]; then
+    echo "error: binding Triton to $BIND would expose its admin APIs; set TRITON_ADMIN_KEY" >&2
+    exit 1
+  fi
+  TRITON_ADMIN_KEY="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')"
 fi
+export TRITON_ADMIN_KEY
+admin_args=("--http-restricted-api=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY"
+            "--grpc-restricted-protocol=$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY")
 
 mkdir -p "$LOG_DIR"
+# Shared-memory regions of stubs that died with an earlier server (a SIGKILL, the OOM killer)
+# stay in /dev/shm; those no process maps any more go now.
+"$PYTHON" -m i2v_tools.stub_watch clean-shm >>"$LOG_FILE" 2>&1 || true
 config_args=()
 [[ -n "${TRITON_MODEL_CONFIG_NAME:-}" ]] && config_args+=("--model-config-name=$TRITON_MODEL_CONFIG_NAME")
 # GPU metrics only where there is a GPU: on a CPU-only machine Triton would otherwise log
@@ -88,6 +97,7 @@ export LD_LIBRARY_PATH="$TRITON_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_P
 
 "$TRITONSERVER_BIN" \
   --model-repository="$MODEL_REPOSITORY" \
+  --model-control-mode=explicit --load-model='*' \
   --backend-directory="$TRITON_BACKEND_DIR" \
   "${config_args[@]}" "${admin_args[@]}" \
   --http-address="$BIND" --http-port="$HTTP_PORT" \
@@ -122,6 +132,12 @@ until curl -sf -o /dev/null "$ready_url"; do
   sleep 0.5
 done
 echo "tritonserver ready: HTTP $BIND:$HTTP_PORT  gRPC $BIND:$GRPC_PORT  metrics http://$BIND:$METRICS_PORT/metrics"
+
+# The stub watch: a model whose process dies is reloaded (it ends with tritonserver).
+watch_host="$BIND"
+[[ "$watch_host" == "0.0.0.0" || "$watch_host" == "::" ]] && watch_host=127.0.0.1
+"$PYTHON" -m i2v_tools.stub_watch watch --server-pid "$server_pid" --http "$watch_host:$HTTP_PORT" \
+  --load-timeout "$READY_TIMEOUT" >>"$LOG_FILE" 2>&1 &
 
 if [[ "$mode" == "--detach" ]]; then
   exit 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from gateway.errors import (
     InvalidFieldError,
     InvalidImageError,
     ModelFailedError,
+    ModelProcessLostError,
     ModelUnavailableError,
 )
 from gateway.generation.progress import Progress
@@ -60,21 +63,32 @@ class GeneratedFrames:
     seed: int
 
 
-def map_triton_error(exc: InferenceServerException) -> ApiError:
-    """Triton's gRPC status and message to the error the caller sees."""
+# What Triton's Python backend answers for each request its dead model process held or receives.
+STUB_DIED = re.compile(r"Stub process '[^']*' is not healthy")
+
+
+def map_triton_error(exc: InferenceServerException, request_id: str = "") -> ApiError:
+    """Triton's gRPC status and message to the error the caller sees. Only the model's own
+    validation messages (INVALID_ARGUMENT) pass through; anything else is said in one sentence
+    with the request id, since Triton's text may hold a traceback and server paths (the log
+    keeps it)."""
     status = str(exc.status() or "")
     message = exc.message() or str(exc)
+    named = f" (request {request_id})" if request_id else ""
     if "DEADLINE_EXCEEDED" in status:
         return InferenceTimeoutError("the model did not finish in time; try fewer steps or frames, or retry later")
     if "INVALID_ARGUMENT" in status:
         if message.startswith("IMAGE"):
             return InvalidImageError(message)
         return InvalidFieldError(message)
+    if STUB_DIED.search(message):
+        return ModelProcessLostError(f"the model's process stopped while making this video{named}; it is being "
+                                     "restarted, retry shortly")
     if "UNAVAILABLE" in status or "NOT_FOUND" in status:
         if "queue" in message.lower():
             return ModelUnavailableError("the model is at capacity; retry shortly")
         return ModelUnavailableError("the model server is not reachable or not ready; retry shortly")
-    return ModelFailedError(f"the model failed: {message}")
+    return ModelFailedError(f"the model failed to make this video{named}; the gateway's log has the details")
 
 
 class TritonClient:
@@ -87,6 +101,11 @@ class TritonClient:
         self.progress_model = progress_model
         self._client = grpcaio.InferenceServerClient(url, channel_args=channel_args())
         self._max_pixels: tuple[float, int | None] | None = None  # (monotonic time read, value)
+        # Set when a call found the model's process dead: Triton 2.51 still calls such a model
+        # ready, so readiness stays false until the model has been seen not ready (its reload, or
+        # Triton's restart) and ready again, or a video is made.
+        self._process_lost = ""
+        self._seen_down_since_lost = False
 
     async def max_pixels(self) -> int | None:
         """The model's ``max_pixels`` parameter (its config.pbtxt), so that a size it would refuse is refused
@@ -104,30 +123,55 @@ class TritonClient:
         return value
 
     async def readiness(self) -> tuple[bool, str]:
-        """(ready, reason) for ``/readyz``."""
+        """(ready, reason) for ``/readyz`` and the model watch; kept in ``i2v_model_ready``."""
+        ready, reason = await self._triton_readiness()
+        if self._process_lost:
+            if not ready:
+                self._seen_down_since_lost = True
+            elif self._seen_down_since_lost:
+                logger.info("model %s is ready again after its process died", self.model)
+                self._process_lost = ""
+            else:
+                ready, reason = False, self._process_lost
+        metrics.MODEL_READY.set(1 if ready else 0)
+        return ready, reason
+
+    async def _triton_readiness(self) -> tuple[bool, str]:
         try:
             if not await self._client.is_server_live(client_timeout=2):
                 return False, "Triton is not live"
             if not await self._client.is_model_ready(self.model, client_timeout=2):
-                return False, f"model {self.model} is not ready"
+                return False, f"model {self.model} is not ready on Triton (loading, or reloading after a crash)"
         except InferenceServerException as exc:
             return False, f"Triton at {self.url} is not reachable: {exc.message()}"
         return True, ""
+
+    def _model_process_lost(self, request_id: str) -> None:
+        metrics.MODEL_PROCESS_LOST.inc()
+        if not self._process_lost:
+            self._seen_down_since_lost = False
+        self._process_lost = (f"the process of model {self.model} died (request {request_id} failed at "
+                              f"{time.strftime('%H:%M:%S', time.gmtime())} UTC); waiting for it to be restarted")
 
     @metrics.in_progress(metrics.GENERATIONS_IN_FLIGHT)
     async def generate(self, request: VideoRequest, timeout_s: float | None = None,
                        request_id: str = "") -> GeneratedFrames:
         """One video; raises an ``ApiError`` subclass on failure. Cancelling the awaiting
         task cancels the gRPC call, which Triton passes on to the model. ``request_id`` is what
-        ``watch_progress`` watches."""
+        ``watch_progress`` watches and what an error names (one is made up when none is given)."""
+        request_id = request_id or uuid.uuid4().hex[:16]
         try:
             result = await self._client.infer(self.model, build_inputs(grpcaio, request), request_id=request_id,
                                               client_timeout=timeout_s or self.timeout_s)
         except InferenceServerException as exc:
-            error = map_triton_error(exc)
+            error = map_triton_error(exc, request_id)
             metrics.count_triton_error(exc.status())
-            logger.warning("triton error %s: %s -> %d", exc.status(), exc.message(), error.status)
+            if isinstance(error, ModelProcessLostError):
+                self._model_process_lost(request_id)
+            logger.warning("triton error %s for request %s: %s -> %d", exc.status(), request_id, exc.message(),
+                           error.status)
             raise error from None
+        self._process_lost = ""
         frames = result.as_numpy("FRAMES")
         seed = result.as_numpy("SEED")
         if frames is None or seed is None:

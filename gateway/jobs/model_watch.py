@@ -1,6 +1,6 @@
 """Jobs waiting for the model resume as soon as it is ready again, not at the end of a backoff.
 
-A worker that finds the model away puts its job back with a growing backoff (workers.py) and
+A worker that finds the model away (or its process dead) puts its job back with a growing backoff (workers.py) and
 marks it as waiting for the model. This loop looks for such jobs; while there are any it asks
 Triton whether the model is ready, and once it is makes them due at once. The mark is in the
 store, so this works across replicas and over a gateway restart: any replica's watch wakes every
@@ -32,6 +32,11 @@ class ModelWatch:
         self.store = store
         self.model_ready = model_ready
         self.wake = wake
+        self._ready = True  # what the last look found; until the first, assumed ready
+
+    def last_seen_ready(self) -> bool:
+        """Whether the model was ready at the last look (at most ``WATCH_S`` ago)."""
+        return self._ready
 
     async def waiting(self, now: float) -> list[Job]:
         """The queued jobs whose backoff for the model has not ended yet."""
@@ -42,10 +47,15 @@ class ModelWatch:
         return waiting
 
     async def resume_waiting(self) -> int:
-        """Make every job waiting for the model due now, if the model is ready; how many were."""
+        """Make every job waiting for the model due now, if the model is ready; how many were.
+
+        The model is asked every round, jobs waiting or not: that keeps readiness and its metric
+        current, and lets the Triton client see a reload of a model whose process died (not
+        ready, then ready) even when no probe comes by in those seconds."""
+        ready = self._ready = await self.model_ready()
         now = time.time()
         waiting = await self.waiting(now)
-        if not waiting or not await self.model_ready():
+        if not waiting or not ready:
             return 0
         resumed = 0
         for job in waiting:

@@ -170,10 +170,12 @@ class Job(BaseModel):
         return self._to(Q, now, run_after=now if run_after is None else run_after, worker=None, lease_until=None,
                         lost_workers=self.lost_workers + int(lost_worker), message=reason)
 
-    def wait_for_model(self, reason: str, run_after: float, now: float | None = None) -> Job:
+    def wait_for_model(self, reason: str, run_after: float, now: float | None = None, *,
+                       lost_worker: bool = False) -> Job:
         """Back to the queue until the model is back: at ``run_after`` at the latest, sooner when
-        ``resume`` finds the model ready again."""
-        return self.requeue(f"waiting to retry: {reason}", run_after, now=now).model_copy(
+        ``resume`` finds the model ready again. ``lost_worker``: the model's process died under
+        it, which counts like a lost worker."""
+        return self.requeue(f"waiting to retry: {reason}", run_after, now=now, lost_worker=lost_worker).model_copy(
             update={"model_waits": self.model_waits + 1, "waiting_for_model": True})
 
     def resume(self, now: float | None = None) -> Job | None:

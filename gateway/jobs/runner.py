@@ -25,9 +25,10 @@ class JobRunner:
     def __init__(self, settings: Settings, store: JobStore, generation: GenerationService, views: JobViews,
                  wake: Wake) -> None:
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.workers = [JobWorker(settings, store, generation, worker_id, wake) for _ in range(settings.job_workers)]
-        self.reaper = LeaseReaper(settings, store, wake)
         self.model_watch = ModelWatch(settings, store, self._model_ready(generation), wake)
+        self.workers = [JobWorker(settings, store, generation, worker_id, wake, self.model_watch.last_seen_ready)
+                        for _ in range(settings.job_workers)]
+        self.reaper = LeaseReaper(settings, store, wake)
         self.deliveries = WebhookDeliveries(settings, store, views, wake)
         self.retention = Retention(settings, store, generation.outputs.directory, generation.cache)
         self._tasks: list[asyncio.Task] = []

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from gateway.config import Settings
-from gateway.errors import STORE_ERRORS, ApiError, ModelUnavailableError
+from gateway.errors import STORE_ERRORS, ApiError, ModelProcessLostError, ModelUnavailableError
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.generation.service import PreparedInput
@@ -53,12 +53,17 @@ class Renderer(Protocol):
 
 
 class JobWorker:
-    def __init__(self, settings: Settings, store: JobStore, renderer: Renderer, worker_id: str, wake: Wake) -> None:
+    def __init__(self, settings: Settings, store: JobStore, renderer: Renderer, worker_id: str, wake: Wake,
+                 model_ready: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
         self.worker_id = worker_id
         self.wake = wake
+        # What the model watch last saw (it asks every second): a job waiting for the model is
+        # not tried again while the model is known away, only once the watch resumes it (or
+        # when its next wait would pass its deadline, so that it still ends then).
+        self.model_ready = model_ready
         self.heartbeat_s = min(1.0, settings.job_lease_s / 3)
 
     async def loop(self) -> None:
@@ -84,6 +89,8 @@ class JobWorker:
                     return None
                 if job.past_cancel_at(now):
                     return job.cancel(job.deadline_message(), now)
+                if job.waiting_for_model and not self.model_ready() and now + _model_backoff(job) <= job.deadline_at:
+                    return None
                 return job.claim(self.worker_id, self.settings.job_lease_s, now)
             job, changed = await self.store.mutate(candidate.id, change)
             if changed and job is not None and job.status is JobStatus.running:
@@ -185,6 +192,8 @@ class JobWorker:
             return
         try:
             result = task.result()
+        except ModelProcessLostError as exc:
+            await self._retry_later(job, exc.message, lost_worker=True)
         except ModelUnavailableError as exc:
             await self._retry_later(job, exc.message)
         except ApiError as exc:
@@ -295,22 +304,32 @@ class JobWorker:
         logger.info("job %s failed (%d): %s", job.id, status, message)
         await self._finish(job, lambda j: j.fail(status, message))
 
-    async def _retry_later(self, job: Job, reason: str) -> None:
+    async def _retry_later(self, job: Job, reason: str, lost_worker: bool = False) -> None:
         """Back to the queue with a growing backoff; ModelWatch makes it due as soon as the model is
-        ready again. Neither the wait nor this start counts as a lost worker."""
+        ready again. Neither the wait nor this start counts as a lost worker, unless the model's
+        process died under it (``lost_worker``): a job that kills the model every time must end."""
         now = time.time()
-        delay = min(MODEL_RETRY_MAX_S, 2.0 ** min(job.model_waits + 1, 5))
+        if lost_worker and job.lost_workers + 1 >= self.settings.job_max_attempts:
+            await self._fail(job, 502, f"the model's process died {job.lost_workers + 1} times while running this "
+                             "job; giving up")
+            return
+        delay = _model_backoff(job)
         if now + delay > job.deadline_at:
             await self._fail(job, 503, f"{reason} (gave up after waiting {now - job.created_at:.0f} s)")
             return
         logger.info("job %s waits up to %.0f s for the model: %s", job.id, delay, reason)
-        await self._finish(job, lambda j: j.wait_for_model(reason, now + delay, now=now))
+        await self._finish(job, lambda j: j.wait_for_model(reason, now + delay, now=now, lost_worker=lost_worker))
 
     async def _release(self, job: Job) -> None:
         """On shutdown: back to the queue at once, and this start does not count as a lost worker."""
         release = functools.partial(_hand_back, why="its gateway stopped")
         with contextlib.suppress(Exception):
             await asyncio.shield(self._finish(job, release, retry=False))
+
+
+def _model_backoff(job: Job) -> float:
+    """How long a job waits for the model after its next failed try: growing with its waits."""
+    return min(MODEL_RETRY_MAX_S, 2.0 ** min(job.model_waits + 1, 5))
 
 
 def _hand_back(job: Job, why: str) -> Job:

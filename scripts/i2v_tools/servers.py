@@ -139,6 +139,18 @@ class TritonServer(ManagedProcess):
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    @property
+    def server_pid(self) -> int:
+        """The tritonserver process the launcher started (its pid file)."""
+        return int((self.server_log.parent / "triton.pid").read_text())
+
+    def stub_pid(self, instance: str = "i2vgen_xl_0_0") -> int:
+        """The live Python-backend process (stub) of a model instance."""
+        from i2v_tools.stub_watch import stubs
+
+        [pid] = [stub.pid for stub in stubs(self.server_pid) if stub.instance == instance and not stub.dead]
+        return pid
+
     def wait_ready(self, timeout: float = 300) -> TritonServer:
         self.wait_until(lambda: http_ok(f"http://{self.http_url}/v2/models/i2vgen_xl/ready"), timeout,
                         "ready model")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Settings
-from gateway.errors import ModelFailedError, ModelUnavailableError
+from gateway.errors import ModelFailedError, ModelProcessLostError, ModelUnavailableError
 from gateway.generation.progress import Progress
 from gateway.generation.results import VideoResult
 from gateway.generation.service import PreparedInput
@@ -488,4 +488,37 @@ def test_the_model_watch_resumes_waiting_jobs_once_the_model_is_ready(run) -> No
         again = await w.claim()
         assert again is not None and again.id == job.id and (again.attempts, again.lost_workers) == (2, 0)
         assert await watch.resume_waiting() == 0
+    run(scenario)
+
+
+def test_a_dead_model_process_puts_the_job_back_as_a_lost_worker_until_it_gives_up(run) -> None:
+    async def scenario(store: SQLiteJobStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        w = worker(FakeRenderer(error=ModelProcessLostError("the model's process stopped (request x)")))
+        job = await submit(store)
+        for attempt in range(1, w.settings.job_max_attempts + 1):
+            await store.mutate(job.id, lambda j: j.resume())  # due now, as the model watch makes it
+            claimed_job = await w.claim()
+            assert claimed_job is not None and claimed_job.attempts == attempt
+            await w.run(claimed_job)
+            after = await stored(store, job.id)
+            if attempt < w.settings.job_max_attempts:
+                assert after.status is JobStatus.queued and after.waiting_for_model, after
+                assert after.lost_workers == attempt
+        assert after.status is JobStatus.failed and after.error_status == 502
+        assert f"died {w.settings.job_max_attempts} times" in after.message
+    run(scenario)
+
+
+def test_a_job_waiting_for_the_model_is_not_tried_while_the_watch_sees_it_away(run) -> None:
+    async def scenario(store: SQLiteJobStore, worker: Callable[[FakeRenderer], JobWorker]) -> None:
+        w = worker(FakeRenderer(error=ModelUnavailableError("Triton is away")))
+        job = await claimed(store, w)
+        await w.run(job)
+        await store.mutate(job.id, lambda j: j.model_copy(update={"run_after": time.time()}))  # backoff over
+        ready = False
+        w.model_ready = lambda: ready
+        assert await w.claim() is None
+        ready = True
+        again = await w.claim()
+        assert again is not None and again.attempts == 2
     run(scenario)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFile
 import pytest
 
 import i2v_model
@@ -23,7 +26,7 @@ from i2v_model import (
     frames_to_uint8,
     group_by_batch_key,
 )
-from tests.support.media import gradient_png, image_bytes
+from tests.support.media import gradient_png, image_bytes, png_declaring
 
 SETTINGS = ModelSettings(model_path="unused", max_num_frames=32, max_inference_steps=50, max_pixels=512 * 512)
 
@@ -106,6 +109,76 @@ class TestValidation:
             assert decode_image(image_bytes(mode=mode)).mode == "RGB"
 
 
+class TestHostileInputs:
+    """Limits checked before work, only the documented formats, and no decoder failure escapes."""
+
+    @pytest.mark.parametrize("fmt", ["ICO", "PPM", "TGA", "PCX", "SGI", "IM"])
+    def test_formats_beyond_the_documented_ones_are_refused(self, fmt) -> None:
+        with pytest.raises(InvalidRequestError, match="accepted format .PNG, JPEG, WebP, BMP, GIF or TIFF"):
+            make(image=image_bytes(fmt=fmt, size=(16, 16)))
+
+    @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
+    def test_the_documented_formats_decode(self, fmt) -> None:
+        assert make(image=image_bytes(fmt=fmt)).image.size == (64, 64)
+
+    def test_a_truncated_qoi_is_a_bad_image_not_a_crash(self) -> None:
+        # 14 bytes, 1x1, no data: Pillow's QOI decoder raises IndexError on it.
+        with pytest.raises(InvalidRequestError, match="IMAGE is not a decodable image"):
+            make(image=b"qoif" + struct.pack(">IIBB", 1, 1, 3, 0))
+
+    def test_any_exception_of_a_decoder_is_a_bad_image(self, monkeypatch) -> None:
+        def broken_load(self):
+            raise IndexError("index out of range")
+
+        monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", broken_load)
+        with pytest.raises(InvalidRequestError, match="truncated or corrupt: index out of range"):
+            make()
+
+    def test_the_pixel_limit_is_checked_from_the_header(self) -> None:
+        settings = dataclasses.replace(SETTINGS, max_image_pixels=1_000_000)
+        with pytest.raises(InvalidRequestError, match="IMAGE is 13000x13000 = 169000000 pixels; the limit is 1000000"):
+            make(settings, image=png_declaring(13000, 13000))
+
+    def test_the_byte_limit_is_checked_before_decoding(self) -> None:
+        data = image_bytes()
+        settings = dataclasses.replace(SETTINGS, max_image_bytes=len(data) - 1)
+        with pytest.raises(InvalidRequestError, match=f"IMAGE is {len(data)} bytes; the limit is {len(data) - 1}"):
+            make(settings, image=data)
+
+    @pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+    def test_prompts_have_a_length_limit(self, field) -> None:
+        settings = dataclasses.replace(SETTINGS, max_prompt_chars=10)
+        make(settings, **{field: "x" * 10})
+        with pytest.raises(InvalidRequestError, match="is 11 characters; the limit is 10"):
+            make(settings, **{field: "x" * 11})
+
+    def test_the_work_limit_bounds_pixels_frames_and_steps_together(self) -> None:
+        settings = dataclasses.replace(SETTINGS, max_work=64 * 64 * 8 * 2)
+        make(settings)
+        with pytest.raises(InvalidRequestError, match="exceeds the model's work limit of 65536"):
+            make(settings, num_inference_steps=3)
+
+    @pytest.mark.parametrize("size", [(1, 8000), (8000, 1), (3, 5000)])
+    def test_a_thin_image_is_cropped_before_it_is_scaled(self, size, monkeypatch) -> None:
+        sizes: list[tuple[int, int]] = []
+        real_resize = PIL.Image.Image.resize
+
+        def recording(self, new_size, *args, **kwargs):
+            sizes.append(tuple(new_size))
+            return real_resize(self, new_size, *args, **kwargs)
+
+        monkeypatch.setattr(PIL.Image.Image, "resize", recording)
+        request = make(image=image_bytes(size=size), width=256, height=256)
+        assert request.image.size == (256, 256)
+        assert sizes == [(256, 256)], "only the output size may be allocated"
+
+    def test_crop_before_scale_keeps_what_scaling_first_kept(self) -> None:
+        source = PIL.Image.open(io.BytesIO(gradient_png((200, 100)))).convert("RGB")
+        scaled_first = source.resize((128, 64), PIL.Image.BICUBIC).crop((32, 0, 96, 64))
+        difference = np.abs(np.asarray(fit_image(source, 64, 64), dtype=np.int16) - np.asarray(scaled_first))
+        assert difference.mean() < 2
+
+
 def test_grouping_keeps_order_and_splits_on_shape() -> None:
     requests = [make(), make(num_frames=16), make(seed=5), make(guidance_scale=1.0), make(num_frames=16)]
     assert group_by_batch_key(requests) == [[0, 2], [1, 4], [3]]
@@ -152,6 +225,19 @@ class TestTinyModel:
         generator.generate([make(seed=1), make(seed=2, num_frames=5)],
                            on_step=lambda indices, done, total: steps.append((list(indices), done, total)))
         assert steps == [([0], 1, 2), ([0], 2, 2), ([1], 1, 2), ([1], 2, 2)]
+
+    def test_each_call_is_reported_done_as_it_ends(self, generator: VideoGenerator) -> None:
+        events: list = []
+        results = generator.generate(
+            [make(seed=1), make(seed=2, num_frames=5), make(seed=3)],
+            on_step=lambda indices, done, total: events.append(("step", list(indices))),
+            on_done=lambda indices, done: events.append(("done", list(indices), [r.frames.shape for r in done])))
+        dones = [event for event in events if event[0] == "done"]
+        assert dones == [("done", [0], [(8, 64, 64, 3)]), ("done", [2], [(8, 64, 64, 3)]),
+                         ("done", [1], [(5, 64, 64, 3)])]
+        # Each is reported before the next call's first step, not at the end of the batch.
+        assert events.index(dones[0]) < events.index(("step", [2]))
+        assert all(result.frames is not None for result in results)
 
     def test_a_cancelled_neighbour_does_not_stop_the_others(self, generator: VideoGenerator) -> None:
         results = generator.generate([make(seed=1), make(seed=2)], is_cancelled=lambda i: i == 0)

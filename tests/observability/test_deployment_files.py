@@ -145,8 +145,10 @@ def test_triton_probes_shared_memory_grace_and_cluster_ip(overlay: tuple[str, li
     spec = pod_spec(docs, "Deployment", "triton")
     container = spec["containers"][0]
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/i2vgen_xl/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # Both probes also fail on a dead model process, which Triton itself keeps calling ready.
+    readiness, liveness = container["readinessProbe"]["exec"]["command"], container["livenessProbe"]["exec"]["command"]
+    assert readiness[:3] == liveness[:3] == ["python3", "/opt/i2v/stub_watch.py", "check"]
+    assert readiness[-1].endswith("/v2/models/i2vgen_xl/ready") and liveness[-1].endswith("/v2/health/live")
     shm = next(volume for volume in spec["volumes"] if volume["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]

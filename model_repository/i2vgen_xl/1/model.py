@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import triton_python_backend_utils as pb_utils
 from i2v_model import (
     GenerationCancelledError,
     GenerationRequest,
+    GenerationResult,
     GeneratorMetrics,
     InvalidRequestError,
     ModelSettings,
@@ -129,15 +131,22 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        request_ids = [request.request_id() for request in requests]
+        """Answer each request as soon as its own video is done: through its response sender, one
+        final response each, when its pipeline call ends (its group's call when batch_invariant is
+        false), not when the whole batch does. Returns None, as the Python backend expects of a
+        model that uses response senders. Nothing raised here may fail a neighbour: whatever goes
+        wrong is answered per request, and no traceback or path reaches a caller (the log has them).
+        """
+        answers = _Answers(requests, self.progress)
         try:
-            return self._execute(requests, request_ids)
+            self._execute(requests, answers)
+        except Exception:  # noqa: BLE001 - a fault of ours: every request not yet answered gets it
+            logger.exception("execute failed for %d request(s) %s", len(requests), answers.ids)
         finally:
-            # Whatever the outcome, the watchers of these requests must hear that they ended.
-            self.progress.finished(request_ids)
+            answers.fail_unanswered()
+        return None
 
-    def _execute(self, requests, request_ids: list[str]):
-        responses: list = [None] * len(requests)
+    def _execute(self, requests, answers: _Answers) -> None:
         accepted: list[int] = []
         parsed: list[GenerationRequest] = []
         for index, request in enumerate(requests):
@@ -145,27 +154,37 @@ class TritonPythonModel:
                 parsed.append(self._parse(request))
                 accepted.append(index)
             except InvalidRequestError as exc:
-                responses[index] = _error(str(exc), pb_utils.TritonError.INVALID_ARG)
+                answers.error(index, str(exc), pb_utils.TritonError.INVALID_ARG)
+            except Exception:  # noqa: BLE001 - our fault, not the caller's: this request alone fails
+                logger.exception("reading request %s failed", answers.reference(index))
+                answers.error(index, f"internal error while reading this request ({answers.reference(index)}); "
+                              "the model's log has the details", pb_utils.TritonError.INTERNAL)
+        if not parsed:
+            return
 
         def is_cancelled(position: int) -> bool:
             return requests[accepted[position]].is_cancelled()
 
         def on_step(positions, done: int, total: int) -> None:
-            self.progress.step([request_ids[accepted[position]] for position in positions], done, total)
+            self.progress.step([answers.ids[accepted[position]] for position in positions], done, total)
 
-        results = self.generator.generate(parsed, is_cancelled=is_cancelled, on_step=on_step)
-        for position, result in zip(accepted, results, strict=True):
-            if result.error is None:
-                responses[position] = pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("FRAMES", result.frames[np.newaxis]),
-                    pb_utils.Tensor("SEED", np.array([result.seed], dtype=np.int64)),
-                ])
-            elif isinstance(result.error, GenerationCancelledError):
-                responses[position] = _error(str(result.error), getattr(pb_utils.TritonError, "CANCELLED",
-                                                                         pb_utils.TritonError.UNAVAILABLE))
-            else:
-                responses[position] = _error(str(result.error), pb_utils.TritonError.INTERNAL)
-        return responses
+        def on_done(positions, results: Sequence[GenerationResult]) -> None:
+            for position, result in zip(positions, results, strict=True):
+                index = accepted[position]
+                if result.error is None and result.frames is not None:
+                    answers.send(index, pb_utils.InferenceResponse(output_tensors=[
+                        pb_utils.Tensor("FRAMES", result.frames[np.newaxis]),
+                        pb_utils.Tensor("SEED", np.array([result.seed], dtype=np.int64)),
+                    ]))
+                    result.frames = None  # sent (copied to shared memory): free it now
+                elif isinstance(result.error, GenerationCancelledError):
+                    answers.error(index, str(result.error), getattr(pb_utils.TritonError, "CANCELLED",
+                                                                    pb_utils.TritonError.UNAVAILABLE))
+                else:
+                    answers.error(index, f"{result.error} ({answers.reference(index)})",
+                                  pb_utils.TritonError.INTERNAL)
+
+        self.generator.generate(parsed, is_cancelled=is_cancelled, on_step=on_step, on_done=on_done)
 
     def finalize(self):
         self.generator = None
@@ -173,3 +192,39 @@ class TritonPythonModel:
 
 def _error(message: str, code) -> pb_utils.InferenceResponse:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+
+class _Answers:
+    """The one final response of each request of an ``execute``, sent once through its sender."""
+
+    def __init__(self, requests, progress: ProgressReporter) -> None:
+        self.ids = [request.request_id() for request in requests]
+        self.progress = progress
+        self._senders = [request.get_response_sender() for request in requests]
+        self._pending = set(range(len(requests)))
+        # For log lines and error messages of requests sent without an id.
+        self._batch = secrets.token_hex(4)
+
+    def reference(self, index: int) -> str:
+        """How a message names the request, so its caller and the log can be matched."""
+        return f"request {self.ids[index]}" if self.ids[index] else f"reference {self._batch}-{index}"
+
+    def send(self, index: int, response) -> None:
+        if index not in self._pending:
+            return
+        self._pending.discard(index)
+        try:
+            self._senders[index].send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception:  # noqa: BLE001 - e.g. the caller is gone; the others are still answered
+            logger.exception("could not answer %s", self.reference(index))
+        finally:
+            # Its watchers hear that it ended, whatever the outcome.
+            self.progress.finished([self.ids[index]])
+
+    def error(self, index: int, message: str, code) -> None:
+        self.send(index, _error(message, code))
+
+    def fail_unanswered(self) -> None:
+        for index in sorted(self._pending):
+            self.error(index, f"internal error in the model ({self.reference(index)}); the model's log has the "
+                       "details", pb_utils.TritonError.INTERNAL)

@@ -48,6 +48,9 @@ def decode_chunk_frames(setting: str, device: str, height: int, width: int, num_
 StepCallback = Callable[[Sequence[int], int, int], None]
 """Called after each denoising step with (indices of the requests in the running call, steps done,
 total steps); may raise to stop the call."""
+DoneCallback = Callable[[Sequence[int], Sequence["GenerationResult"]], None]
+"""Called once a pipeline call has ended with the indices of its requests and their final results:
+the host answers them at once instead of at the end of the whole batch."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +172,11 @@ class VideoGenerator:
 
     def generate(self, requests: Sequence[GenerationRequest],
                  is_cancelled: Callable[[int], bool] | None = None,
-                 on_step: StepCallback | None = None) -> list[GenerationResult]:
+                 on_step: StepCallback | None = None, on_done: DoneCallback | None = None) -> list[GenerationResult]:
         """Run every request, grouped by ``batch_key`` into pipeline calls.
 
-        A group is one batched call, or one call per request when ``batch_invariant``.
+        A group is one batched call, or one call per request when ``batch_invariant``; ``on_done``
+        hears of each call's requests as soon as it ends.
         ``is_cancelled(i)`` is polled between denoising steps; a call stops early once all
         of its requests are cancelled. Errors stay per request: one call failing never
         fails another.
@@ -181,34 +185,43 @@ class VideoGenerator:
         calls = [[i] for group in group_by_batch_key(requests) for i in group] if self.batch_invariant \
             else group_by_batch_key(requests)
         for call in calls:
-            if is_cancelled is not None and all(is_cancelled(i) for i in call):
-                for i in call:
-                    results[i].error = GenerationCancelledError("request was cancelled before it started")
-                continue
-            try:
-                videos = self._run_group([requests[i] for i in call], call, is_cancelled, on_step)
-            except GenerationCancelledError as exc:
-                logger.info("pipeline call for %d request(s) %s", len(call), exc)
-                for i in call:
-                    results[i].error = exc
-                continue
-            except Exception as exc:  # noqa: BLE001 - reported per request, never crashes the stub
-                logger.exception("pipeline call failed for %d request(s)", len(call))
-                for i in call:
-                    results[i].error = GenerationFailedError(f"generation failed: {exc}")
-                continue
-            for i, video in zip(call, videos, strict=True):
-                if is_cancelled is not None and is_cancelled(i):
-                    results[i].error = GenerationCancelledError("request was cancelled")
-                elif not np.isfinite(video).all():
-                    # fp16 has produced NaN frames for some users of the real weights.
-                    if self.metrics is not None:
-                        self.metrics.nan_guard()
-                    results[i].error = GenerationFailedError(
-                        "the model produced NaN frames; run it in float32 or bfloat16")
-                else:
-                    results[i].frames = frames_to_uint8(video)
+            self._run_call(requests, call, results, is_cancelled, on_step)
+            if on_done is not None:
+                on_done(call, [results[i] for i in call])
         return results
+
+    def _run_call(self, requests: Sequence[GenerationRequest], call: list[int], results: list[GenerationResult],
+                  is_cancelled: Callable[[int], bool] | None, on_step: StepCallback | None) -> None:
+        """One pipeline call for the requests ``call`` indexes; its outcome goes into ``results``."""
+        if is_cancelled is not None and all(is_cancelled(i) for i in call):
+            for i in call:
+                results[i].error = GenerationCancelledError("request was cancelled before it started")
+            return
+        try:
+            videos = self._run_group([requests[i] for i in call], call, is_cancelled, on_step)
+        except GenerationCancelledError as exc:
+            logger.info("pipeline call for %d request(s) %s", len(call), exc)
+            for i in call:
+                results[i].error = exc
+            return
+        except Exception as exc:  # noqa: BLE001 - reported per request, never crashes the stub
+            logger.exception("pipeline call failed for %d request(s)", len(call))
+            for i in call:
+                # The exception's text may hold paths and internals: it stays in the log.
+                results[i].error = GenerationFailedError(f"the pipeline call failed ({type(exc).__name__}); "
+                                                         "the model's log has the details")
+            return
+        for i, video in zip(call, videos, strict=True):
+            if is_cancelled is not None and is_cancelled(i):
+                results[i].error = GenerationCancelledError("request was cancelled")
+            elif not np.isfinite(video).all():
+                # fp16 has produced NaN frames for some users of the real weights.
+                if self.metrics is not None:
+                    self.metrics.nan_guard()
+                results[i].error = GenerationFailedError(
+                    "the model produced NaN frames; run it in float32 or bfloat16")
+            else:
+                results[i].frames = frames_to_uint8(video)
 
     def _run_group(self, group: list[GenerationRequest], indices: list[int],
                    is_cancelled: Callable[[int], bool] | None, on_step: StepCallback | None) -> np.ndarray:

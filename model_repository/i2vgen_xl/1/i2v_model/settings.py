@@ -50,7 +50,16 @@ class ModelSettings:
     dtype: str = "float32"
     max_num_frames: int = 64
     max_inference_steps: int = 150
-    max_pixels: int = 1280 * 1280
+    max_pixels: int = 1280 * 1280  # of the output video (HEIGHT x WIDTH)
+    # The work of one request, HEIGHT x WIDTH x NUM_FRAMES x NUM_INFERENCE_STEPS: legal inputs
+    # each within their ranges can still multiply to hours of the instance (1280x1280, 64 frames,
+    # 150 steps). Default: the gateway's largest request (768x768, 32 frames, 150 steps).
+    max_work: int = 768 * 768 * 32 * 150
+    # What a direct caller may send, checked before anything is decoded; the gateway's limits
+    # (I2V_MAX_IMAGE_BYTES, I2V_MAX_IMAGE_PIXELS, I2V_MAX_PROMPT_CHARS) are the defaults.
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # of the input image, from its header
+    max_prompt_chars: int = 2000  # PROMPT and NEGATIVE_PROMPT each
     # True: each request of a group runs as its own pipeline call, so its frames cannot depend
     # on its neighbours. False: one batched call per group (faster on CPU for small videos),
     # where ATen's vectorised element-wise kernels make a seeded item differ by rounding.
@@ -114,7 +123,8 @@ class ModelSettings:
             raise ValueError(f"dtype must be one of {DTYPES}, not {self.dtype!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', not {self.device!r}")
-        for name in ("max_num_frames", "max_inference_steps", "max_pixels"):
+        for name in ("max_num_frames", "max_inference_steps", "max_pixels", "max_work", "max_image_bytes",
+                     "max_image_pixels", "max_prompt_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         if self.step_cache_interval < 0:
