@@ -69,6 +69,7 @@ class Fleet:
 class Outcome:
     waits: list[float] = field(default_factory=list)  # submit -> the model starts it (store + Triton queue)
     store_waits: list[float] = field(default_factory=list)  # submit -> a worker claims it
+    waits_by_key: dict[str, list[float]] = field(default_factory=dict)
     ends: list[float] = field(default_factory=list)
     refused: int = 0
     gpu_timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -109,11 +110,11 @@ class Model:
             return
         if not queue:
             self.turn.append(key)
-        queue.append(now)
+        queue.append((now, key))
         self.queued += 1
         self.work_ready.put(1)
 
-    def _next_job(self) -> float:
+    def _next_job(self) -> tuple[float, str]:
         key = self.turn.popleft()
         submitted = self.queues[key].popleft()
         if self.queues[key]:
@@ -124,13 +125,14 @@ class Model:
     def _worker(self):
         while True:
             yield self.work_ready.get()
-            submitted = self._next_job()
+            submitted, key = self._next_job()
             self.in_flight += 1
             self.out.store_waits.append(self.env.now - submitted)
             asked = self.env.now
             with self.gpus.request(priority=0) as gpu:
                 yield gpu
                 self.out.waits.append(self.env.now - submitted)
+                self.out.waits_by_key.setdefault(key, []).append(self.env.now - submitted)
                 self.triton_waits.append((self.env.now, self.env.now - asked))
                 yield self.env.timeout(self._service())
             self.in_flight -= 1
@@ -236,6 +238,7 @@ def summarize(out: Outcome, warmup_s: float, fleet: Fleet) -> dict[str, Any]:
                        "p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95), "p99": percentile(waits, 0.99)},
             "store_wait_s": {"mean": round(statistics.fmean(out.store_waits), 3) if out.store_waits else None,
                              "p95": percentile(out.store_waits, 0.95)},
+            "wait_s_mean_by_key": {key: round(statistics.fmean(w), 2) for key, w in out.waits_by_key.items()},
             "gpus_max": max([g for _, g in out.gpu_timeline] or [fleet.gpus]),
             "gpu_timeline": out.gpu_timeline, "queue_timeline": out.queue_timeline}
 
@@ -328,7 +331,9 @@ def validate(report_path: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    fleet = sub.add_parser("fleet", help="fewest GPUs for N videos an hour at a p95 wait")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", type=Path, help="write the result here")
+    fleet = sub.add_parser("fleet", parents=[common], help="fewest GPUs for N videos an hour at a p95 wait")
     fleet.add_argument("--rates", default="60,250,500,1000,2000")
     fleet.add_argument("--wait-p95-s", type=float, default=60)
     fleet.add_argument("--size", default="512x512", choices=sorted(H100_MS_PER_STEP))
@@ -336,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--keys", type=int, default=10)
     fleet.add_argument("--compiled", action="store_true", help="torch.compile step times (512x512 only)")
     fleet.add_argument("--hours", type=float, default=4)
-    burst = sub.add_parser("burst", help="the autoscaler against a burst")
+    burst = sub.add_parser("burst", parents=[common], help="the autoscaler against a burst")
     burst.add_argument("--rate", type=float, default=600, help="videos an hour before and after")
     burst.add_argument("--burst-x", type=float, default=3)
     burst.add_argument("--burst-min", type=float, default=20)
@@ -348,9 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     burst.add_argument("--rule", choices=("queue-wait", "backlog"), default="queue-wait",
                        help="the shipped trigger, or jobs queued and running per GPU")
     burst.add_argument("--backlog-per-gpu", type=float, default=1.5)
-    check = sub.add_parser("validate", help="predicted vs measured waits of a scripts/load_test.py report")
+    check = sub.add_parser("validate", parents=[common], help="predicted vs measured waits of a load_test.py report")
     check.add_argument("report", type=Path)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "fleet":
