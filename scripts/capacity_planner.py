@@ -58,7 +58,8 @@ class Fleet:
     cooldown_s: float = 900
     pod_start_s: float = 120
     # "queue-wait": the shipped trigger (mean Triton queue wait against target_wait_s, HPA Value);
-    # "backlog": jobs queued or running against backlog_per_gpu each (HPA AverageValue).
+    # "backlog": jobs queued or running against backlog_per_gpu each (HPA AverageValue); "both": the two
+    # triggers together, the larger proposal winning, as KEDA does with several triggers.
     rule: str = "queue-wait"
     backlog_per_gpu: float = 1.5
     max_queued_per_key: int = 20
@@ -165,12 +166,12 @@ class Model:
             while self.triton_waits and self.triton_waits[0][0] < now - self.fleet.window_s:
                 self.triton_waits.popleft()
             current = self.active_gpus
-            if self.fleet.rule == "backlog":
-                ratio = (self.queued + self.in_flight) / self.fleet.backlog_per_gpu / current
-            else:
-                metric = statistics.fmean(w for _, w in self.triton_waits) if self.triton_waits else 0.0
-                ratio = metric / self.fleet.target_wait_s
-            desired = current if abs(ratio - 1) <= 0.1 else math.ceil(current * ratio)
+            backlog = (self.queued + self.in_flight) / self.fleet.backlog_per_gpu / current
+            metric = statistics.fmean(w for _, w in self.triton_waits) if self.triton_waits else 0.0
+            ratios = {"backlog": [backlog], "queue-wait": [metric / self.fleet.target_wait_s],
+                      "both": [backlog, metric / self.fleet.target_wait_s]}[self.fleet.rule]
+            # HPA: each trigger's proposal (10% tolerance), the largest wins.
+            desired = max(current if abs(ratio - 1) <= 0.1 else math.ceil(current * ratio) for ratio in ratios)
             desired = min(self.fleet.max_gpus, max(self.fleet.min_gpus, desired))
             desired_history.append((now, desired))
             while desired_history[0][0] < now - self.fleet.cooldown_s:
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     burst.add_argument("--keys", type=int, default=10)
     burst.add_argument("--workers-per-gateway", type=int, default=4)
     burst.add_argument("--pod-start-s", type=float, default=120)
-    burst.add_argument("--rule", choices=("queue-wait", "backlog"), default="queue-wait",
+    burst.add_argument("--rule", choices=("queue-wait", "backlog", "both"), default="queue-wait",
                        help="the shipped trigger, or jobs queued and running per GPU")
     burst.add_argument("--backlog-per-gpu", type=float, default=1.5)
     check = sub.add_parser("validate", parents=[common], help="predicted vs measured waits of a load_test.py report")

@@ -39,3 +39,17 @@ def test_the_autoscaler_adds_gpus_when_the_triton_queue_waits():
     result = planner.simulate({"a": 0.2}, fleet, service_s=10.0, duration_s=3600, warmup_s=0)
     assert result["gpus_max"] >= 2
     assert result["wait_s"]["p50"] < 60  # it caught up
+
+
+def test_queue_wait_alone_oscillates_and_the_backlog_trigger_holds_it():
+    # 600 videos an hour of 12.5 s each (about 2 GPUs of work) on 1-8 pods, the shipped KEDA
+    # settings: on Triton's queue wait alone HPA's rule sheds pods while nothing waits, down to one,
+    # then climbs back through a wave of waits; with the backlog trigger beside it the pods follow the work.
+    rates = {f"key{i}": 600 / 3600 / 10 for i in range(10)}
+    results = {}
+    for rule in ("queue-wait", "both"):
+        fleet = planner.Fleet(autoscale=True, rule=rule)
+        results[rule] = planner.simulate(rates, fleet, service_s=12.5, encode_s=0.3, duration_s=3 * 3600, warmup_s=0)
+    fewest = {rule: min(g for t, g in result["gpu_timeline"] if t > 3600) for rule, result in results.items()}
+    assert fewest["queue-wait"] == 1 and fewest["both"] >= 3, fewest
+    assert results["both"]["wait_s"]["p95"] * 3 < results["queue-wait"]["wait_s"]["p95"], results
