@@ -306,7 +306,6 @@ def validate(report_path: Path) -> list[dict[str, Any]]:
     waits beside the measured ones, phase by phase."""
     report = json.loads(report_path.read_text())
     capacity = report["capacity"]
-    service_s = 1 / capacity["videos_per_s"]
     tracks = [t for t in report["job_tracks"] if t["created_s"] is not None and t["queued_s"] is not None]
     syncs = [a["at"] for a in report["answers"] if a["traffic"] == "sync generate" and a["status"] == 200]
     rows = []
@@ -314,6 +313,9 @@ def validate(report_path: Path) -> list[dict[str, Any]]:
         ours = [t for t in tracks if t["phase"] == phase["name"]]
         if not ours:
             continue
+        # Triton's own compute time per video in this phase, when the run read it (the machine's
+        # speed moves between phases on a shared host); else the capacity probe's.
+        service_s = phase.get("triton_service_s") or 1 / capacity["videos_per_s"]
         order = sorted(ours, key=lambda t: t["created_s"])
         sync_here = [at for at in syncs if phase["start_s"] <= at < phase["end_s"]]
         predicted = replay([(t["created_s"] - phase["start_s"], t["key"]) for t in order],

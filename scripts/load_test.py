@@ -36,6 +36,7 @@ from i2v_tools.load import (
     LoadRun,
     Targets,
     Workload,
+    cpu_costs,
     cpu_per_request,
     gateway_env,
     idle_latencies,
@@ -49,21 +50,22 @@ from i2v_tools.tiny_model import TINY_MODEL, build_and_save
 
 
 async def run_phases(run: LoadRun, factors: list[float], phase_s: float, drain_s: float,
-                     sample_every_s: float, capacity_jobs: int) -> dict[str, Any]:
+                     sample_every_s: float, capacity_jobs: int, cost_rounds: int) -> dict[str, Any]:
     capacity = await measure_capacity(run, "probe", capacity_jobs)
     some_job = next(iter(run.jobs))
     idle = await idle_latencies(run, some_job, "probe")
+    costs = await cpu_costs(run, "probe", some_job, cost_rounds) if cost_rounds and run.targets.triton_pid else None
     classes = mixed_traffic(capacity["videos_per_s"])
     phases = []
     for factor in factors:
         name = f"{factor:g}x"
-        counts_before = run.triton_counts()
+        counts_before, busy_before = run.triton_counts(), run.triton_busy_s()
         jobs_before = set(run.jobs)
         sync_before = run.sync_succeeded
         loadavg_before = load_average()
         span = await run.offer(classes, factor, phase_s, name, sample_every_s)
         not_ended = await run.drain(drain_s)
-        counts_after = run.triton_counts()
+        counts_after, busy_after = run.triton_counts(), run.triton_busy_s()
         new_jobs = [run.jobs[j] for j in set(run.jobs) - jobs_before]
         phase = {"name": name, "factor": factor, **span, "drained_s": round(run.now(), 2),
                  "loadavg_before": loadavg_before, "loadavg_after": load_average(),
@@ -77,8 +79,11 @@ async def run_phases(run: LoadRun, factors: list[float], phase_s: float, drain_s
         if counts_before and counts_after:
             phase["triton_requests"] = counts_after[0] - counts_before[0]
             phase["triton_executions"] = counts_after[1] - counts_before[1]
+        if busy_before is not None and busy_after is not None and phase.get("triton_requests"):
+            phase["triton_service_s"] = round((busy_after - busy_before) / phase["triton_requests"], 3)
         phases.append(phase)
-    return {"capacity": capacity, "idle_latency_s": idle, "classes": [asdict(c) for c in classes], "phases": phases}
+    return {"capacity": capacity, "idle_latency_s": idle, "cpu_costs": costs, "classes": [asdict(c) for c in classes],
+            "phases": phases}
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -170,8 +175,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 result = await soak(run, args.soak_min, args.soak_factor, args.sample_every_s or 5.0,
                                     args.capacity_jobs)
             else:
-                result = await run_phases(run, [float(f) for f in args.factors.split(",")], args.phase_s,
-                                          args.drain_s, args.sample_every_s or 1.0, args.capacity_jobs)
+                factors = [float(f) for f in args.factors.split(",") if f.strip()]
+                result = await run_phases(run, factors, args.phase_s, args.drain_s, args.sample_every_s or 1.0,
+                                          args.capacity_jobs, args.cost_rounds)
             title = (f"{'soak' if args.soak_min else 'load'}: {workload.width}x{workload.height}, "
                      f"{workload.num_frames} frames, {workload.steps} steps; started "
                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}")
@@ -187,6 +193,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def print_summary(report: dict[str, Any]) -> None:
     print(report["title"])
     print(f"capacity: {report['capacity']}")
+    if report.get("cpu_costs"):
+        print(f"CPU per request: {json.dumps(report['cpu_costs'])}")
     for phase in report["phases"]:
         print(f"\n{phase['name']} ({phase['start_s']}-{phase['end_s']} s, load average "
               f"{phase.get('loadavg_before', ['?'])[0]} -> {phase.get('loadavg_after', ['?'])[0]}); "
@@ -205,7 +213,8 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--factors", default="0.5,1,3", help="multiples of the measured capacity, in order")
+    parser.add_argument("--factors", default="0.5,1,3", help="capacity multiples ('': none)")
+    parser.add_argument("--cost-rounds", type=int, default=5, help="rounds of CPU per request (0: none)")
     parser.add_argument("--phase-s", type=float, default=60, help="seconds of arrivals per factor")
     parser.add_argument("--drain-s", type=float, default=180, help="longest wait for the jobs of a phase to end")
     parser.add_argument("--soak-min", type=float, help="one long run at --soak-factor instead of the phases")

@@ -487,6 +487,18 @@ class LoadRun:
                 return float(line.split()[-1])
         return None
 
+    def triton_busy_s(self) -> float | None:
+        """Seconds Triton's instances spent executing the model so far (compute of every batch):
+        the service time the capacity planner is fed, free of the waits in any queue."""
+        if not self.targets.triton_http_url:
+            return None
+        import tritonclient.http as httpclient
+
+        from gateway.generation.triton_inputs import MODEL_NAME
+        stats = httpclient.InferenceServerClient(self.targets.triton_http_url).get_inference_statistics(MODEL_NAME)
+        batches = stats["model_stats"][0].get("batch_stats", [])
+        return sum(int(batch["compute_infer"]["ns"]) for batch in batches) / 1e9
+
     def triton_counts(self) -> tuple[int, int] | None:
         if not self.targets.triton_http_url:
             return None
@@ -679,3 +691,40 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+async def cpu_costs(run: LoadRun, key: str, job_id: str, rounds: int = 5, reads: int = 100,
+                    videos: int = 4) -> dict[str, Any]:
+    """The gateway's CPU time per request of each kind, alone and back to back, from /proc: a busy
+    machine stretches wall-clock time but hardly the CPU seconds a process is charged. Each round
+    sends ``reads`` job reads, ``reads`` /readyz and ``videos`` synchronous generations; the video
+    rounds also read tritonserver's CPU (its Python stub included), the model's cost beside ours."""
+    assert run.targets.gateway_pid and run.targets.triton_pid
+    gateway = [run.targets.gateway_pid]
+
+    async def charged(count: int, send: Callable[[], Awaitable[httpx.Response]]) -> tuple[float, float]:
+        triton = process_tree(run.targets.triton_pid or 0)
+        before, model_before = read_processes(gateway).cpu_s, read_processes(triton).cpu_s
+        for _ in range(count):
+            (await send()).raise_for_status()
+        return (read_processes(gateway).cpu_s - before) / count, (read_processes(triton).cpu_s - model_before) / count
+
+    kinds: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    body = {**run._body}
+    for _ in range(rounds):
+        kinds["job read"].append(await charged(reads, lambda: run.client.get(
+            f"/api/v1/jobs/{job_id}", headers=run._headers(key))))
+        kinds["/readyz"].append(await charged(reads, lambda: run.client.get("/readyz")))
+        kinds["sync generate (one video)"].append(await charged(videos, lambda: run.client.post(
+            "/api/v1/generate", headers=run._headers(key), timeout=run.generate_timeout_s,
+            json={**body, "seed": run.rng.randrange(2**31)})))
+    result = {}
+    for name, rows in kinds.items():
+        ms = sorted(1000 * gateway_s for gateway_s, _ in rows)
+        result[name] = {"gateway_cpu_ms_median": round(statistics.median(ms), 2), "gateway_cpu_ms_min": round(ms[0], 2),
+                        "gateway_cpu_ms_max": round(ms[-1], 2), "rounds": rounds}
+        if name.startswith("sync"):
+            model = sorted(1000 * model_s for _, model_s in rows)
+            result[name].update({"triton_cpu_ms_median": round(statistics.median(model), 1),
+                                 "triton_cpu_ms_min": round(model[0], 1), "triton_cpu_ms_max": round(model[-1], 1)})
+    return {"per_request": result, "clock_ticks_per_s": CLK_TCK, "loadavg": load_average()}
