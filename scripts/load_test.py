@@ -14,6 +14,8 @@ tritonserver and its Python stubs; Redis memory; jobs queued) and a PNG of it ov
     # a running stack: its URL, a token for each key name, and its pids for the process readings
     python scripts/load_test.py --gateway http://host:8000 --token flood=... --token steady=... ...
 
+(``scripts/bench_load.py`` is another job: it times loading the model's weights.)
+
 ``--phase-s`` bounds each phase; ``--factors 0.5,1,3`` picks them. Wall-clock figures depend on
 what else runs on the machine: the report records the load average beside every sample.
 """
