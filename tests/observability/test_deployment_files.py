@@ -208,3 +208,15 @@ def test_every_metric_is_in_the_deployment_guide() -> None:
     exported = [name for name in metrics.names() if not name.startswith("process")]
     missing = [name for name in exported if f"`{name}`" not in guide and f"`{name}_total`" not in guide]
     assert not missing, f"metrics missing from docs/DEPLOYMENT.md: {missing}"
+
+
+def test_gpu_overlay_also_scales_on_the_work_waiting_in_the_gateway() -> None:
+    # Queue wait alone oscillates (scripts/capacity_planner.py, tests/load/test_capacity_planner.py);
+    # a second trigger on the jobs queued and running keeps the pods in proportion to the work.
+    triggers = find(render("gpu-prod"), "ScaledObject", "triton")["spec"]["triggers"]
+    backlog = [t for t in triggers if "i2v_jobs" in t["metadata"]["query"]]
+    assert len(backlog) == 1 and backlog[0]["metricType"] == "AverageValue"
+    query = backlog[0]["metadata"]["query"]
+    # Every replica reports the same Redis store: max, not sum, or the work counts once per replica.
+    assert 'max(i2v_jobs{state="queued"' in query and 'max(i2v_jobs{state="running"' in query
+    assert float(backlog[0]["metadata"]["threshold"]) > 0
