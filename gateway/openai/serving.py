@@ -141,7 +141,9 @@ class VideoServing:
             value = float(seconds)
         except ValueError:
             raise InvalidParamError(f"seconds must be a number, not {seconds!r}; {rule}", "seconds") from None
-        frames = value * fps if math.isfinite(value) else -1.0
+        frames = value * fps
+        if not math.isfinite(frames):  # NaN, infinities, and 1e308 * fps overflowing to inf
+            frames = -1.0
         if not fewest <= round(frames) <= most or abs(frames - round(frames)) > 1e-6:
             raise InvalidParamError(f"seconds {seconds!r}: {rule}", "seconds")
         return round(frames)

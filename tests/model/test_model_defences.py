@@ -78,9 +78,10 @@ def assert_plain(error: InferenceServerException) -> None:
 def test_a_poisoned_request_fails_alone_and_no_answer_holds_a_traceback(http, triton: TritonServer) -> None:
     infer(http, video())  # warm: a first call of a fresh server takes seconds, and the rest queue apart
     requests = [video(seed=1), video(image=TRUNCATED_QOI), video(seed=2), video(image=image_bytes(fmt="ICO"))]
-    # On a loaded machine the four may reach Triton too far apart to share an execution: then
-    # they are sent again (bounded); every try must show the outcomes, one try the batch.
-    for _ in range(3):
+    # The four may reach Triton more than the batcher's 5 ms apart and not share an execution
+    # (measured on this 2-core machine: 2 to 4 executions a try, even idle): then they are sent
+    # again (bounded); every try must show the outcomes, one try the batch.
+    for _ in range(12):
         before_requests, before_executions = model_counts(http)
         outcomes = [outcome for _, outcome in at_once(triton.http_url, requests)]
         for good in (outcomes[0], outcomes[2]):

@@ -59,7 +59,7 @@ def test_seconds_times_fps_gives_frames(seconds: str | float, fps: int, frames: 
     assert VideoServing._frames(seconds, fps) == frames
 
 
-@pytest.mark.parametrize("seconds", ["0.5", "5", "1.1", "nan", "inf", "four", -1])
+@pytest.mark.parametrize("seconds", ["0.5", "5", "1.1", "nan", "inf", "four", -1, 1.7976931348623155e308, "1e308"])
 def test_seconds_outside_the_frame_limits_name_seconds(seconds: str | float) -> None:
     with pytest.raises(InvalidParamError) as caught:
         VideoServing._frames(seconds, 8)
