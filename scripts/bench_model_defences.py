@@ -27,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
 from i2v_tools import REPO_ROOT
-from i2v_tools.sample_inputs import noise_png
+from i2v_tools.sample_inputs import noise_png, png_declaring
 from i2v_tools.servers import TritonServer
 from i2v_tools.tiny_model import TINY_MODEL, build_and_save
 
@@ -41,18 +41,6 @@ def png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     PIL.Image.new("RGB", size, (200, 60, 40)).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A PNG of a few hundred bytes whose header claims ``width`` x ``height`` pixels."""
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
 
 
 def hostile_inputs() -> dict[str, dict]:

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import tritonclient.http as httpclient
 
+from i2v_tools.sample_inputs import png_declaring
 from i2v_tools.servers import REPO_ROOT, GatewayServer, TritonServer, free_port, rss_mib
 from i2v_tools.triton_stats import model_counts, settled_counts
 from tests.conftest import API_TOKEN
-from tests.support.media import gradient_png, image_bytes, png_declaring, probe_mp4
+from tests.support.media import gradient_png, image_bytes, probe_mp4
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

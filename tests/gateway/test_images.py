@@ -11,7 +11,8 @@ import pytest
 from gateway.errors import InvalidImageError, PayloadTooLargeError
 from gateway.generation.images import ImageLimits, decode_base64, fit_image, load_image, prepare_image
 from gateway.schemas import FitMode
-from tests.support.media import image_bytes, png_declaring
+from i2v_tools.sample_inputs import png_declaring
+from tests.support.media import image_bytes
 
 LIMITS = ImageLimits(max_bytes=1_000_000, max_pixels=4_000_000)
 

@@ -26,7 +26,8 @@ from i2v_model import (
     frames_to_uint8,
     group_by_batch_key,
 )
-from tests.support.media import gradient_png, image_bytes, png_declaring
+from i2v_tools.sample_inputs import png_declaring
+from tests.support.media import gradient_png, image_bytes
 
 SETTINGS = ModelSettings(model_path="unused", max_num_frames=32, max_inference_steps=50, max_pixels=512 * 512)
 

@@ -14,9 +14,10 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.generation.triton_inputs import MODEL_NAME, VideoRequest, build_inputs
+from i2v_tools.sample_inputs import png_declaring
 from i2v_tools.servers import TritonServer
 from i2v_tools.triton_stats import model_counts, settled_counts
-from tests.support.media import gradient_png, image_bytes, png_declaring
+from tests.support.media import gradient_png, image_bytes
 
 pytestmark = pytest.mark.integration
 # 14 bytes: a QOI header for 1x1 and no data, on which Pillow's QOI decoder raises IndexError.

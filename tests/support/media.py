@@ -24,19 +24,6 @@ def gradient_png(size: tuple[int, int] = (96, 64)) -> bytes:
     return buffer.getvalue()
 
 
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
-
-
 def probe_mp4(data: bytes) -> dict:
     """What a player sees in an MP4: codec, size, frame count, fps, pixel format, faststart."""
     import av
