@@ -29,6 +29,7 @@ from gateway.jobs.views import JobViews
 from gateway.tenants.redis_store import RedisKeyStore
 from gateway.tenants.service import KeyService
 from gateway.tenants.sqlite_store import SQLiteKeyStore
+from gateway.tenants.store import KeyStore
 
 logger = logging.getLogger("gateway")
 
@@ -52,6 +53,15 @@ def edge_services(settings: Settings, redis: aioredis.Redis | None) -> EdgeServi
 def open_job_store(settings: Settings, redis: aioredis.Redis | None) -> JobStore:
     """Redis when configured (replicas share jobs), else the SQLite file."""
     return RedisJobStore(redis) if redis is not None else SQLiteJobStore(settings.jobs_db)
+
+
+def open_key_store(store: JobStore) -> KeyStore:
+    """Keys, audit and usage beside the jobs: on the job store's Redis client or SQLite connection."""
+    if isinstance(store, RedisJobStore):
+        return RedisKeyStore(store.client)
+    if isinstance(store, SQLiteJobStore):
+        return SQLiteKeyStore(store)
+    raise TypeError(f"no key store for {type(store).__name__}")
 
 
 @dataclass
@@ -80,9 +90,7 @@ class Services:
         jobs = JobService(settings, store, generation, wake)
         views = JobViews(outputs)
         runner = JobRunner(settings, store, generation, views, wake)
-        # Keys, audit and usage beside the jobs: the same Redis client, or the same SQLite file.
-        tenants = KeyService(settings, RedisKeyStore(redis) if redis is not None else SQLiteKeyStore(settings.jobs_db),
-                             store)
+        tenants = KeyService(settings, open_key_store(store), store)
         store.ended = tenants  # each ended job's work goes to its key's usage
         return cls(settings=settings, outputs=outputs, triton=triton, store=store, generation=generation,
                    jobs=jobs, views=views, runner=runner, health=HealthService(triton, jobs), tenants=tenants,

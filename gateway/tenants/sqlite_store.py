@@ -1,15 +1,14 @@
-"""Keys, audit log and usage in the job store's SQLite file (one gateway), on a connection of
-their own: tables of their own, and each call a short transaction in a thread."""
+"""Keys, audit log and usage in the job store's SQLite file (one gateway): tables of their own, on
+the job store's connection (``SQLiteJobStore.run``: each call one short transaction in a thread),
+like the web UI's sessions."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
+from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.tenants.records import ApiKey, SecretRef
 from gateway.tenants.store import AUDIT_KEPT, AuditEntry, KeyStore
 from gateway.tenants.usage import COUNTERS, UsageCounts
@@ -28,26 +27,15 @@ CREATE TABLE IF NOT EXISTS key_usage (caller TEXT NOT NULL, day TEXT NOT NULL,
 
 
 class SQLiteKeyStore(KeyStore):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, store: SQLiteJobStore) -> None:
+        self._store = store
+        self._ready = False
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    outcome = work(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return outcome
-
-        return await asyncio.to_thread(locked)
+        if not self._ready:  # executescript would commit the store's open transaction: one by one
+            await self._store.run(lambda db: [db.execute(sql) for sql in _SCHEMA.split(";") if sql.strip()])
+            self._ready = True
+        return await self._store.run(work)
 
     async def save_key(self, key: ApiKey) -> None:
         await self._run(lambda db: db.execute(
@@ -130,5 +118,5 @@ class SQLiteKeyStore(KeyStore):
         return found
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._db.close)
+        """The connection is the job store's: it closes it."""
 

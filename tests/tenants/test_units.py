@@ -16,6 +16,7 @@ from gateway import metrics
 from gateway.config import Settings
 from gateway.edge.fair_queue import FairQueue
 from gateway.errors import QuotaExceededError, RateLimitedError, UnauthorizedError
+from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.tenants.records import KeyLimits, KeyQuotas, Scope
 from gateway.tenants.schemas import KeyCreate, KeyUpdate
 from gateway.tenants.service import KeyService
@@ -37,15 +38,17 @@ class QueuedJobs:
         return self.queued
 
 
-def service(tmp_path: Path, queued: int = 0) -> KeyService:
+def service(tmp_path: Path, queued: int = 0) -> tuple[KeyService, SQLiteJobStore]:
+    """Keys on a SQLite job store's connection, as the gateway has them; the store closes it."""
     settings = Settings(api_keys="team=team-key-0123456789", admin_token="admin-token-0123456789",
                         jobs_db=tmp_path / "jobs.sqlite3")
-    return KeyService(settings, SQLiteKeyStore(settings.jobs_db), QueuedJobs(queued))  # type: ignore[arg-type]
+    jobs = SQLiteJobStore(settings.jobs_db)
+    return KeyService(settings, SQLiteKeyStore(jobs), QueuedJobs(queued)), jobs  # type: ignore[arg-type]
 
 
 @run
 async def test_the_file_holds_hashes_and_rotation_and_revocation_take_effect(tmp_path: Path) -> None:
-    keys = service(tmp_path)
+    keys, jobs = service(tmp_path)
     key, secret = await keys.create(KeyCreate(name="acme", scopes=[Scope.generate]))
     identity = await keys.authenticate(secret)
     assert identity is not None and identity.caller == key.id and identity.scopes == {Scope.generate}
@@ -66,7 +69,7 @@ async def test_the_file_holds_hashes_and_rotation_and_revocation_take_effect(tmp
     await keys.revoke(key.id)
     with pytest.raises(UnauthorizedError, match="revoked"):
         await keys.authenticate(third)
-    await keys.close()
+    await jobs.close()
     stored = b"".join(path.read_bytes() for path in tmp_path.iterdir())
     assert key.id.encode() in stored
     for plain in (secret, second, third):
@@ -75,7 +78,7 @@ async def test_the_file_holds_hashes_and_rotation_and_revocation_take_effect(tmp
 
 @run
 async def test_usage_sums_per_day_and_quotas_name_themselves_with_their_reset(tmp_path: Path) -> None:
-    keys = service(tmp_path)
+    keys, jobs = service(tmp_path)
     key, _ = await keys.create(KeyCreate(name="acme", scopes=[Scope.generate],
                                          quotas=KeyQuotas(videos_per_day=2, compute_units_per_month=1.0)))
     identity = await keys.authenticate((await keys.rotate(key.id, 0))[1])
@@ -94,7 +97,7 @@ async def test_usage_sums_per_day_and_quotas_name_themselves_with_their_reset(tm
                                 model_seconds=0.5, cache_hits=1, failed=1)
     states = {state.quota: state for state in await keys.quota_states(identity.key)}  # type: ignore[arg-type]
     assert states["videos_per_day"].used == 2 and states["compute_units_per_month"].used == 0.065536
-    await keys.close()
+    await jobs.close()
 
 
 def test_compute_units_and_the_periods_quotas_reset_at() -> None:
@@ -108,14 +111,14 @@ def test_compute_units_and_the_periods_quotas_reset_at() -> None:
 
 @run
 async def test_a_keys_own_queue_limit_and_concurrency_cap(tmp_path: Path) -> None:
-    keys = service(tmp_path, queued=2)
+    keys, jobs = service(tmp_path, queued=2)
     key, secret = await keys.create(KeyCreate(name="small", scopes=[Scope.generate],
                                               limits=KeyLimits(max_queued=2, max_concurrent=1)))
     identity = await keys.authenticate(secret)
     assert identity is not None
     with pytest.raises(RateLimitedError, match="2 queued jobs"):
         await keys.admit(identity)
-    await keys.close()
+    await jobs.close()
 
     queue = FairQueue(per_key=4, total=0, max_waiting=4, max_wait_s=30)
     order: list[str] = []
