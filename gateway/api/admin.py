@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from gateway.api.deps import App
-from gateway.api.usage import UsagePeriod, key_usage
+from gateway.api.usage import UsagePeriod
 from gateway.edge.auth import Caller
 from gateway.edge.keys import require_scope
 from gateway.errors import KeyNotFoundError, MalformedBodyError, MissingScopeError, ReadOnlyKeyError, responses_for
@@ -123,5 +123,5 @@ async def all_usage(request: Request, keys: Keys, admin: Admin, period: Annotate
     found = await keys.usage(since, until, key)
     names = {view.id: view.name for view in await keys.views()}
     return UsageReport(since=since, until=until,
-                       keys=[await key_usage(keys, caller, days, names.get(caller)) for caller, days in
+                       keys=[await keys.report(caller, days, names.get(caller)) for caller, days in
                              sorted(found.items())])

@@ -40,7 +40,7 @@ from gateway.tenants.records import (
     looks_like_stored_key,
     new_secret,
 )
-from gateway.tenants.schemas import KeyCreate, KeyUpdate, KeyView, QuotaState
+from gateway.tenants.schemas import KeyCreate, KeyUpdate, KeyUsage, KeyView, QuotaState, UsageDay
 from gateway.tenants.store import AuditEntry, KeyStore
 from gateway.tenants.usage import (
     UsageCounts,
@@ -278,6 +278,22 @@ class KeyService:
         if until < since or (until - since).days > 366:
             raise InvalidFieldError("since must be on or before until, at most 366 days apart")
         return await self.store.usage(days_between(since, until), caller)
+
+    async def report(self, caller: str, days: dict[str, UsageCounts], name: str | None = None) -> KeyUsage:
+        """One caller's usage report from its ``days`` (``usage``): totals, the days in order, and
+        its quotas when it is a stored key (what ``/api/v1/usage``, ``/admin/v1/usage`` and the web
+        UI show)."""
+        totals = sum(days.values(), UsageCounts())
+        stored = await self.store.get_key(caller) if caller.startswith("key_") else None
+        return KeyUsage(key=caller, name=name or (stored.name if stored else None), totals=totals.rounded(),
+                        days=[UsageDay(day=dt.date.fromisoformat(day), **counts.rounded().model_dump())
+                              for day, counts in sorted(days.items())],
+                        quotas=await self.quota_states(stored) if stored is not None else [])
+
+    async def own_report(self, caller: str, since: dt.date, until: dt.date) -> KeyUsage:
+        """``report`` of one caller over ``since``..``until``."""
+        found = await self.usage(since, until, caller)
+        return await self.report(caller, found.get(caller, {}))
 
     async def close(self) -> None:
         await self.store.close()

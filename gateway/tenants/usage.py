@@ -11,6 +11,7 @@ and no model seconds: the model did not run. ``requests`` counts generations tha
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from pydantic import BaseModel
 
@@ -59,6 +60,12 @@ def days_between(since: dt.date, until: dt.date) -> list[str]:
 
 def month_start(day: dt.date) -> dt.date:
     return day.replace(day=1)
+
+
+def month_so_far(now: float | None = None) -> tuple[dt.date, dt.date]:
+    """The 1st of this UTC month and today: the period usage is shown for unless asked otherwise."""
+    today = dt.date.fromisoformat(day_of(time.time() if now is None else now))
+    return month_start(today), today
 
 
 def next_day_start(now: float) -> float:

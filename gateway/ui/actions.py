@@ -32,6 +32,8 @@ from gateway.jobs.retention import remove_files_older_than
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
 from gateway.schemas import JobRequest, JobResponse, JobStatus, OutputFormat, VideoParams
+from gateway.tenants.schemas import KeyUsage
+from gateway.tenants.usage import month_so_far
 from gateway.ui.texts import text
 
 logger = logging.getLogger("gateway.ui")
@@ -202,6 +204,16 @@ class UiActions:
     async def cancel(self, job_id: str, request: gr.Request) -> JobResponse:
         return self.views.job(await self.jobs.cancel(job_id, request.username or ""))
 
+    async def usage(self, request: gr.Request) -> KeyUsage | None:
+        """The signed-in key's work this month so far and its quotas, as ``GET /api/v1/usage``
+        answers it; None when the store cannot say now (logged: the page works on without it)."""
+        since, until = month_so_far()
+        try:
+            return await self.app.state.services.tenants.own_report(request.username or "", since, until)
+        except Exception:  # noqa: BLE001 - usage is shown beside the work, never in its way
+            logger.warning("usage of %s not read for the web UI", request.username, exc_info=True)
+            return None
+
     async def recent(self, request: gr.Request, page: int = 0) -> tuple[list[GalleryItem], bool]:
         """One page of the key's succeeded videos, newest first, and whether older ones follow."""
         self.forget_old_inputs()
@@ -305,6 +317,29 @@ def progress_html(language: str, status: str, step: int | None = None, total: in
 
 _STATUS_KEYS = {f"status_{s}" for s in ("idle", "queued", "running", "succeeded", "failed", "cancelled",
                                         "cancelling", "error")}
+
+
+def usage_html(language: str, usage: KeyUsage | None) -> str:
+    """This month's work of the signed-in key, and where it stands against each of its quotas
+    (a reached one marked); data- attributes carry the numbers for tests and scripts."""
+    if usage is None:
+        return f'<div id="i2v-usage" data-state="unavailable">{html.escape(text(language, "usage_unavailable"))}</div>'
+    totals = usage.totals
+    summary = text(language, "usage_month").format(
+        videos=totals.videos, frames=totals.frames, compute_units=f"{totals.compute_units:.1f}",
+        model_seconds=f"{totals.model_seconds:.1f}", cache_hits=totals.cache_hits, failed=totals.failed)
+    quotas = []
+    for state in usage.quotas:
+        reached = state.used >= state.limit
+        line = text(language, f"quota_{state.quota}").format(
+            used=f"{state.used:g}", limit=f"{state.limit:g}", resets=state.resets_at.strftime("%Y-%m-%d %H:%M UTC"))
+        quotas.append(f'<li class="i2v-quota{" i2v-quota-reached" if reached else ""}" '
+                      f'data-quota="{html.escape(state.quota)}" data-used="{state.used:g}" data-limit="{state.limit:g}"'
+                      f'>{html.escape(line)}{html.escape(text(language, "quota_reached")) if reached else ""}</li>')
+    return (f'<div id="i2v-usage" data-state="ok" data-videos="{totals.videos}" data-frames="{totals.frames}" '
+            f'data-compute-units="{totals.compute_units:g}" data-cache-hits="{totals.cache_hits}" '
+            f'data-failed="{totals.failed}"><span class="i2v-usage-summary">{html.escape(summary)}</span>'
+            + (f'<ul class="i2v-quotas">{"".join(quotas)}</ul>' if quotas else "") + "</div>")
 
 
 def result_html(language: str, view: JobResponse) -> str:

@@ -29,6 +29,7 @@ from gateway.ui.actions import (
     parameters_used,
     progress_html,
     result_html,
+    usage_html,
 )
 from gateway.ui.browser_side import REMEMBER_LANGUAGE_JS, REMEMBERED_LANGUAGE_JS
 from gateway.ui.example_images import EXAMPLES, EXAMPLES_DIR
@@ -36,6 +37,9 @@ from gateway.ui.guard import kept_picture_of
 from gateway.ui.texts import LANGUAGES, TEXTS, pick_language, text
 
 LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
+# How often an open page reads its key's usage again: work done through the API or another tab
+# shows up without a reload (a job this page follows updates it when the job ends).
+USAGE_REFRESH_S = 20
 
 
 def uploaded_path(payload: dict | None, caller: str) -> str | None:
@@ -91,6 +95,8 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
                 switch = gr.Radio([(LANGUAGE_NAMES[code], code) for code in LANGUAGES], value="en",
                                   label=TEXTS["en"]["language"], elem_id="i2v-language")
                 signed_in = gr.HTML("")
+                usage_box = gr.HTML("", elem_id="i2v-usage-box")
+        usage_timer = gr.Timer(USAGE_REFRESH_S, active=sign_in_required)
         with gr.Row(elem_id="i2v-main"):
             with gr.Column(elem_id="i2v-form"):
                 image = gr.Image(type="filepath", sources=["upload", "clipboard"], label=TEXTS["en"]["image"],
@@ -160,20 +166,23 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
             return (progress_html(code, **fields) if fields else progress_html(code, "idle"),
                     result_html(code, JobResponse.model_validate(view)) if view else "")
 
-        async def gallery_items(request: gr.Request, number: int) -> list[Any]:
-            """Outputs: gallery, gallery_params, gallery_page, page_label, newer, older."""
+        async def usage_now(code: str, request: gr.Request) -> str:
+            return usage_html(code, await actions.usage(request)) if sign_in_required else ""
+
+        async def gallery_items(code: str, request: gr.Request, number: int) -> list[Any]:
+            """The key's videos and its usage. Outputs: gallery, gallery_params, gallery_page,
+            page_label, newer, older, usage_box."""
             found, more = await actions.recent(request, number)
             return [[(str(item.thumbnail), caption(item)) for item in found], [reuse_state(item) for item in found],
-                    number, TEXTS["en"]["page"].format(page=number + 1), gr.update(interactive=number > 0),
-                    gr.update(interactive=more)]
+                    number, TEXTS[code]["page"].format(page=number + 1), gr.update(interactive=number > 0),
+                    gr.update(interactive=more), await usage_now(code, request)]
 
-        gallery_outputs = [gallery, gallery_params, gallery_page, page_label, newer, older]
+        gallery_outputs = [gallery, gallery_params, gallery_page, page_label, newer, older, usage_box]
 
         async def on_load(remembered: str, request: gr.Request) -> list[Any]:
             code = remembered if remembered in LANGUAGES else pick_language(request.headers.get("accept-language"))
             active = await actions.active_job(request)
-            listed = await gallery_items(request, 0)
-            listed[3] = TEXTS[code]["page"].format(page=1)
+            listed = await gallery_items(code, request, 0)
             return [code, gr.update(value=code), signed_in_html(code, request.username, sign_in_required),
                     progress_html(code, "idle"), active.id if active else "", *listed, *relabel(code)]
 
@@ -202,8 +211,7 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
                     seen = {"status": ended.status.value, "step": progress.step if progress else None,
                             "total": progress.total if progress else None, "message": ended.message,
                             "job_id": job.id, "view": ended.model_dump(mode="json")}
-                    listed = await gallery_items(request, 0)
-                    listed[3] = TEXTS[code]["page"].format(page=1)
+                    listed = await gallery_items(code, request, 0)
                     status_line, player = render(code, seen)
                     yield ["", status_line, player, parameters_used(ended, job.params), seen,
                            gr.update(interactive=True), *listed]
@@ -234,11 +242,13 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
         async def on_switch(code: str, seen: dict, page_number: int, request: gr.Request) -> list[Any]:
             status_line, player = render(code, seen)
             return [code, signed_in_html(code, request.username, sign_in_required), status_line, player,
-                    TEXTS[code]["page"].format(page=page_number + 1), *relabel(code)]
+                    TEXTS[code]["page"].format(page=page_number + 1), await usage_now(code, request), *relabel(code)]
 
         switch.input(on_switch, inputs=[switch, shown, gallery_page], js=REMEMBER_LANGUAGE_JS,
-                     outputs=[language, signed_in, status, result, page_label, *relabel_outputs],
+                     outputs=[language, signed_in, status, result, page_label, usage_box, *relabel_outputs],
                      show_progress="hidden")
+        usage_timer.tick(usage_now, inputs=[language], outputs=[usage_box], concurrency_limit=None,
+                         show_progress="hidden")
 
         async def on_generate(code: str, image: dict | None, prompt: str, negative: str, resolution: str,
                               frames: float, fps: float, steps: float, guidance: float, seed: float | None,
@@ -297,9 +307,7 @@ def build_page(app: FastAPI, sign_in_required: bool, uploads_kept_s: float) -> g
                      show_progress="hidden")
 
         async def on_page(code: str, number: int, request: gr.Request) -> list[Any]:
-            listed = await gallery_items(request, max(0, number))
-            listed[3] = TEXTS[code]["page"].format(page=max(0, number) + 1)
-            return listed
+            return await gallery_items(code, request, max(0, number))
 
         refresh.click(on_page, inputs=[language, gallery_page], outputs=gallery_outputs, concurrency_limit=None,
                       show_progress="hidden")

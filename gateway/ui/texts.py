@@ -72,6 +72,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "page": "Page {page}",
         "no_videos": "No videos yet.",
         "reuse_image_gone": "The settings are back; the picture of that video is no longer kept, so add it again.",
+        "usage_month": "This month: {videos} videos, {frames} frames, {compute_units} compute units, "
+                       "{model_seconds} model seconds, {cache_hits} from the cache, {failed} failed.",
+        "usage_unavailable": "Usage cannot be read right now.",
+        "quota_videos_per_day": "Videos today: {used} of {limit} (resets {resets})",
+        "quota_videos_per_month": "Videos this month: {used} of {limit} (resets {resets})",
+        "quota_compute_units_per_day": "Compute units today: {used} of {limit} (resets {resets})",
+        "quota_compute_units_per_month": "Compute units this month: {used} of {limit} (resets {resets})",
+        "quota_reached": ": reached, new videos wait for the reset",
     },
     "zh": {
         "title": "I2VGen-XL 图像生成视频",
@@ -139,6 +147,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "page": "第 {page} 页",
         "no_videos": "还没有视频。",
         "reuse_image_gone": "设置已恢复；该视频的图片已不再保存，请重新添加图片。",
+        "usage_month": "本月：{videos} 个视频，{frames} 帧，{compute_units} 计算单位，模型用时 {model_seconds} 秒，"
+                       "{cache_hits} 个来自缓存，{failed} 个失败。",
+        "usage_unavailable": "暂时无法读取用量。",
+        "quota_videos_per_day": "今日视频：{used} / {limit}（{resets} 重置）",
+        "quota_videos_per_month": "本月视频：{used} / {limit}（{resets} 重置）",
+        "quota_compute_units_per_day": "今日计算单位：{used} / {limit}（{resets} 重置）",
+        "quota_compute_units_per_month": "本月计算单位：{used} / {limit}（{resets} 重置）",
+        "quota_reached": "：已用完，新视频需等到重置之后",
     },
 }
 

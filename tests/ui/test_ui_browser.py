@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from playwright.sync_api import Page, expect
 from i2v_tools.servers import GatewayServer, free_port, http_ok
 from tests.conftest import API_TOKEN
 from tests.support.browser import LoopbackPage, loopback_page
+from tests.tenants.test_keys_across_replicas import ADMIN, ADMIN_TOKEN, bearer
 
 pytestmark = pytest.mark.integration
 OTHER_KEY = "other-key-0123456789"
@@ -24,7 +26,7 @@ UI_ON = {"I2V_UI_ENABLED": "true"}  # the tests' gateways are API-only unless as
 @pytest.fixture(scope="module")
 def ui_gateway(start_gateway) -> GatewayServer:
     return start_gateway({**UI_ON, "I2V_API_KEYS": f"other={OTHER_KEY}", "I2V_CACHE_MAX_BYTES": "0",
-                          "I2V_RATE_LIMIT_PER_MINUTE": "0"})
+                          "I2V_RATE_LIMIT_PER_MINUTE": "0", "I2V_ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 @pytest.fixture
@@ -157,6 +159,40 @@ def test_the_page_speaks_chinese_to_a_chinese_browser_and_switches(ui_gateway: G
         page.get_by_label("English").check()
         expect(page.locator("#i2v-generate")).to_have_text("Generate")
         assert_nothing_blocked(browser)
+
+
+def test_a_stored_key_sees_its_usage_and_quota_and_is_stopped_at_it(ui_gateway: GatewayServer, photo: Path) -> None:
+    made = httpx.post(f"{ui_gateway.url}/admin/v1/keys", headers=ADMIN, timeout=30,
+                      json={"name": "studio", "scopes": ["generate", "read"], "quotas": {"videos_per_day": 1}})
+    assert made.status_code == 201, made.text
+    with loopback_page() as browser:
+        page = browser.page
+        sign_in(page, ui_gateway, made.json()["key"])
+        usage = page.locator("#i2v-usage")
+        quota = page.locator('#i2v-usage li[data-quota="videos_per_day"]')
+        expect(usage).to_have_attribute("data-videos", "0")
+        expect(quota).to_have_attribute("data-limit", "1")
+        expect(quota).to_have_attribute("data-used", "0")
+        fill_form(page, photo, "one video, all the quota allows", "2")
+        page.click("#i2v-generate")
+        expect(page.locator("#i2v-status")).to_have_attribute("data-status", "succeeded", timeout=240_000)
+        # Shown when the job ends (or, had the ledger lagged the end, at the page's next usage read).
+        expect(usage).to_have_attribute("data-videos", "1", timeout=60_000)
+        expect(usage).to_have_attribute("data-frames", "8")
+        expect(quota).to_have_attribute("data-used", "1")
+        expect(quota).to_have_class(re.compile("i2v-quota-reached"))
+        # The next video is past the quota: the API's 429 message, naming it, on the page.
+        page.click("#i2v-generate")
+        expect(page.locator("#i2v-status")).to_have_attribute("data-status", "error")
+        expect(page.locator("#i2v-status")).to_contain_text("quota videos_per_day")
+        page.get_by_label("中文").check()
+        expect(usage).to_contain_text("本月：1 个视频")
+        expect(quota).to_contain_text("今日视频：1 / 1")
+        assert_nothing_blocked(browser)
+    # What the page showed is what the API reports for the key.
+    own = httpx.get(f"{ui_gateway.url}/api/v1/usage", headers=bearer(made.json()["key"]), timeout=30)
+    totals = own.json()["totals"]
+    assert (totals["videos"], totals["frames"], totals["requests"]) == (1, 8, 1)
 
 
 def session_cookie(gateway: GatewayServer) -> dict[str, str]:

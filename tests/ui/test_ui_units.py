@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import os
 from pathlib import Path
@@ -23,7 +24,17 @@ from gateway.errors import InvalidImageError
 from gateway.jobs.redis_store import RedisJobStore
 from gateway.jobs.sqlite_store import SQLiteJobStore
 from gateway.schemas import VideoParams
-from gateway.ui.actions import INPUTS_FOLDER, FormValues, UiActions, form_from_params, owner_tag, plain_validation
+from gateway.tenants.schemas import KeyUsage, QuotaState
+from gateway.tenants.usage import UsageCounts
+from gateway.ui.actions import (
+    INPUTS_FOLDER,
+    FormValues,
+    UiActions,
+    form_from_params,
+    owner_tag,
+    plain_validation,
+    usage_html,
+)
 from gateway.ui.guard import file_allowed, kept_picture_of, same_origin
 from gateway.ui.texts import TEXTS, pick_language
 
@@ -228,3 +239,22 @@ def test_a_kept_picture_is_served_to_its_key_only(tmp_path: Path) -> None:
     assert not kept_picture_of(str(alices), "bob")
     assert not kept_picture_of(str(folder / "0123abcd.png"), "alice")  # no owner in the name: nobody's
     assert kept_picture_of(str(tmp_path / "outputs" / "video.mp4"), "bob")  # other files are not its business
+
+
+def test_the_usage_box_shows_the_months_work_and_marks_a_reached_quota() -> None:
+    resets = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
+    usage = KeyUsage(key="key_x", name="studio", days=[],
+                     totals=UsageCounts(requests=4, videos=3, frames=24, compute_units=4.71, model_seconds=2.5,
+                                        cache_hits=1, failed=1),
+                     quotas=[QuotaState(quota="videos_per_day", limit=3, used=3, resets_at=resets),
+                             QuotaState(quota="compute_units_per_month", limit=100, used=4.71, resets_at=resets)])
+    shown = usage_html("en", usage)
+    assert 'data-videos="3"' in shown and 'data-frames="24"' in shown and 'data-failed="1"' in shown
+    assert "3 videos, 24 frames, 4.7 compute units, 2.5 model seconds, 1 from the cache, 1 failed" in shown
+    reached, open_ = shown.split("<li")[1:]
+    assert 'class="i2v-quota i2v-quota-reached" data-quota="videos_per_day"' in reached
+    assert "Videos today: 3 of 3 (resets 2026-12-04 00:00 UTC): reached" in reached
+    assert "i2v-quota-reached" not in open_ and 'data-used="4.71" data-limit="100"' in open_
+    assert "本月：3 个视频" in usage_html("zh", usage) and "今日视频：3 / 3" in usage_html("zh", usage)
+    assert 'data-state="unavailable"' in usage_html("en", None)
+    assert "<ul" not in usage_html("en", usage.model_copy(update={"quotas": []}))
