@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 
 import httpx
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from i2v_client import I2VClient
 from i2v_client.errors import AuthenticationError
 from i2v_client.signing import signature_headers
+from tests.gateway.test_api import body as generate_body
 from tests.support.media import gradient_png
 
 pytestmark = pytest.mark.integration
@@ -87,6 +89,26 @@ def test_forged_jwts_are_refused(hs_gateway, rsa_key) -> None:
     # Algorithm confusion: HS256 "signed" with the public key as the secret.
     header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()).rstrip(b"=")
     assert call(hs_gateway, header.decode() + ".e30.c2ln").status_code == 401
+
+
+def test_a_jwt_callers_usage_is_filed_under_its_subject(hs_gateway) -> None:
+    """Two synchronous videos (the second from the result cache) by subject "carol": her usage
+    has both, under jwt:carol; another subject's is empty."""
+    seed = secrets.randbelow(2**31)  # a video no other test made, so the first call runs the model
+    carol = {"Authorization": f"Bearer {token(sub='carol')}"}
+    with httpx.Client(base_url=hs_gateway.url, timeout=300) as api:
+        for _ in range(2):
+            made = api.post("/api/v1/generate", json=generate_body(seed=seed), headers=carol)
+            assert made.status_code == 200, made.text
+        usage = api.get("/api/v1/usage", headers=carol).json()
+        assert usage["key"] == "jwt:carol" and usage["quotas"] == []
+        width, height = 256, 256  # 256p
+        assert {name: usage["totals"][name] for name in ("requests", "videos", "frames", "cache_hits", "failed")} \
+            == {"requests": 2, "videos": 2, "frames": 16, "cache_hits": 1, "failed": 0}
+        assert usage["totals"]["compute_units"] == round(2 * 8 * width * height / 1e6, 6)  # the one that ran
+        assert usage["totals"]["model_seconds"] > 0
+        other = api.get("/api/v1/usage", headers={"Authorization": f"Bearer {token(sub='dave')}"}).json()
+        assert other["key"] == "jwt:dave" and other["totals"]["videos"] == 0 and other["days"] == []
 
 
 def test_es256_and_the_log(start_gateway) -> None:
