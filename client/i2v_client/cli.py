@@ -50,7 +50,8 @@ Once a job is accepted, a failure or Ctrl-C leaves it running on the gateway and
 with the commands to follow it (i2v jobs wait ID -o PATH) or cancel it (i2v jobs cancel ID);
 --cancel-on-interrupt cancels it on Ctrl-C instead. Waits ride out gateway restarts."""
 VIDEO_OPTIONS = {  # option -> request field, type
-    "--resolution": ("resolution", str), "--frames": ("num_frames", int), "--fps": ("fps", int),
+    "--resolution": ("resolution", str), "--width": ("width", int), "--height": ("height", int),
+    "--frames": ("num_frames", int), "--fps": ("fps", int),
     "--steps": ("steps", int), "--guidance-scale": ("guidance_scale", float),
     "--negative-prompt": ("negative_prompt", str), "--seed": ("seed", int), "--fit": ("fit", str),
     "--step-cache-interval": ("step_cache_interval", int),

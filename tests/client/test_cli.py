@@ -41,6 +41,12 @@ def test_generate_saves_the_video_without_a_progress_bar_when_piped(sdk_gateway:
     assert result.stderr == ""  # no bar, no carriage returns in a log
     assert "succeeded" in result.stdout and "seed 2" in result.stdout
     assert probe_mp4((tmp_path / "out.mp4").read_bytes())["frames"] == 8
+    # A free size instead of a resolution.
+    wide = i2v(sdk_gateway, "generate", str(photo), "--prompt", "a kite", "--width", "96", "--height", "64",
+               "--frames", "8", "--steps", "2", "-o", str(tmp_path / "wide.mp4"))
+    assert wide.returncode == 0, wide.stderr
+    shown = probe_mp4((tmp_path / "wide.mp4").read_bytes())
+    assert (shown["width"], shown["height"]) == (96, 64)
 
 
 def test_a_terminal_gets_a_progress_bar(sdk_gateway: GatewayServer, photo: Path) -> None:
