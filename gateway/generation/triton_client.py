@@ -30,6 +30,7 @@ from gateway.generation.triton_inputs import VideoRequest, build_inputs
 
 logger = logging.getLogger("gateway.triton")
 MODEL_CONFIG_TTL_S = 60.0
+STREAM_END_S = 5.0  # how long a progress stream whose request ended may take to close by itself
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -198,13 +199,15 @@ class TritonClient:
             await closed.wait()  # closing our half of the stream would end it early
 
         responses = self._client.stream_infer(requests())
+        ended = False
         try:
             async for result, error in responses:
                 if error is not None:
                     raise ModelUnavailableError(f"progress of {request_id} is not available: {error.message()}")
                 step, total = result.as_numpy("STEP"), result.as_numpy("TOTAL")
                 if step is None or total is None or int(step.reshape(-1)[0]) < 0:
-                    return  # the watched request ended
+                    ended = True  # the watched request ended: the stream is closed in good order below
+                    return
                 yield Progress(step=int(step.reshape(-1)[0]), total=int(total.reshape(-1)[0]))
         except (InferenceServerException, grpc.RpcError) as exc:
             raise ModelUnavailableError(f"progress of {request_id} is not available: {exc}") from None
@@ -217,11 +220,32 @@ class TritonClient:
             raise ModelUnavailableError(f"progress of {request_id} is not available: the stream was cancelled") \
                 from None
         finally:
-            closed.set()
-            responses.cancel()
+            closed.set()  # our half of the stream closes: the server then ends it
+            in_good_order = False
+            try:
+                in_good_order = ended and await _ended_in_good_order(responses)
+            finally:
+                # Triton 2.51 keeps a few KB for every stream cancelled after its last answer
+                # (4 KB a job in a 30-minute soak, docs/PERFORMANCE.md): only a stream that
+                # does not end by itself (or a watch given up early) is cancelled.
+                if not in_good_order:
+                    responses.cancel()
 
     async def statistics(self) -> dict:
         return await self._client.get_inference_statistics(self.model, as_json=True)
 
     async def close(self) -> None:
         await self._client.close()
+
+
+async def _ended_in_good_order(responses: AsyncIterator) -> bool:
+    """Whether a progress stream whose request ended closes by itself (the server's end of the
+    stream, after our half closed) within ``STREAM_END_S``, nothing more in it."""
+    async def rest() -> bool:
+        async for _ in responses:
+            return False  # an answer after the last one: not a stream to wait for
+        return True
+    try:
+        return await asyncio.wait_for(rest(), STREAM_END_S)
+    except (asyncio.TimeoutError, InferenceServerException, grpc.RpcError):
+        return False
