@@ -35,6 +35,7 @@ from typing import Any
 
 from i2v_tools.load import (
     KEY_NAMES,
+    RSS_KINDS,
     LoadRun,
     Targets,
     Workload,
@@ -126,7 +127,10 @@ def resource_trend(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if rows:
             trend[process] = {"rss_mib_first": round(rows[0]["rss_mib"], 1), "rss_mib_max": round(
                 max(r["rss_mib"] for r in rows), 1), "rss_mib_last": round(rows[-1]["rss_mib"], 1),
-                "fds_first": rows[0]["fds"], "fds_max": max(r["fds"] for r in rows), "fds_last": rows[-1]["fds"]}
+                "fds_first": rows[0]["fds"], "fds_max": max(r["fds"] for r in rows), "fds_last": rows[-1]["fds"],
+                # Which kind of memory moved (a report of an older run has none).
+                **{f"{kind}_change": round(rows[-1][kind] - rows[0][kind], 1) for kind in RSS_KINDS.values()
+                   if kind in rows[0]}}
     redis = [s["redis_used_mib"] for s in samples if s.get("redis_used_mib") is not None]
     if redis:
         trend["redis_used_mib"] = {"first": round(redis[0], 2), "max": round(max(redis), 2),
