@@ -4,6 +4,7 @@ it), and a streamed answer cut by a graceful stop is ended properly (its client 
 
 from __future__ import annotations
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CLIENT_CLOSED_REQUEST = 499
@@ -38,7 +39,7 @@ class ClosingMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except ClientDisconnected:
+        except (ClientDisconnected, ClientDisconnect):  # the latter: gone while its body was read
             if not started:
                 await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST, "headers": []})
                 await send({"type": "http.response.body", "body": b""})

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
 
 import httpx
 import pytest
 
 from i2v_tools.servers import GatewayServer
 from tests.gateway.test_api import AUTH, assert_error, body
+from tests.observability.servers import wait_for
 from tests.support.media import image_bytes
 
 pytestmark = pytest.mark.integration
 BODY_ROUTES = ("/api/v1/generate", "/api/v1/jobs", "/api/v1/batch")
 # 14 bytes of a QOI header: Pillow's own QOI decoder raises IndexError on it.
+AUTH_LINE = "".join(f"{name}: {value}" for name, value in AUTH.items())
 TRUNCATED_QOI = b"qoif" + (16).to_bytes(4, "big") * 2 + b"\x03\x00"
 
 
@@ -126,3 +130,21 @@ def test_outputs_ignore_a_range_in_another_unit_and_answer_416_in_the_error_shap
     ranged = api.get(path, headers={"Range": "bytes=2-5"})
     assert ranged.status_code == 206 and ranged.content == whole.content[2:6]
     assert_error(api.get("/outputs/does-not-exist.mp4"), 404, "not found")
+
+
+@pytest.mark.parametrize(("route", "status"), [("/v1/videos", 499), ("/api/v1/jobs", 400), ("/api/v1/generate", 400)])
+def test_a_client_gone_while_its_body_is_read_is_not_a_server_error(gateway: GatewayServer, route: str,
+                                                                     status: int) -> None:
+    """Half a body, then the connection closed. /v1/videos reads its body itself, and Starlette's
+    ClientDisconnect became a 500 with a traceback (the load run's slowed gateway met it); it is a
+    499 now. FastAPI's own body parsing answers 400 ("error parsing the body") to the gone client."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    seen = len(gateway.log_path.read_text(errors="replace"))
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        raw.sendall((f"POST {route} HTTP/1.1\r\nHost: {host}\r\n{AUTH_LINE}\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100000\r\n\r\n" + '{"prompt": "half a body').encode())
+    answered = re.compile(rf"POST {re.escape(route)} (\d{{3}}) ")
+    found = wait_for(lambda: answered.search(gateway.log_path.read_text(errors="replace")[seen:]), 60,
+                     f"an answer to POST {route} in the gateway's log")
+    assert int(found.group(1)) == status
+    assert "Exception in ASGI" not in gateway.log_path.read_text(errors="replace")[seen:]
