@@ -72,8 +72,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "page": "Page {page}",
         "no_videos": "No videos yet.",
         "reuse_image_gone": "The settings are back; the picture of that video is no longer kept, so add it again.",
-        "usage_month": "This month: {videos} videos, {frames} frames, {compute_units} compute units, "
-                       "{model_seconds} model seconds, {cache_hits} from the cache, {failed} failed.",
+        "usage_month": "This month: videos {videos}, frames {frames}, compute units {compute_units}, "
+                       "model seconds {model_seconds}, from the cache {cache_hits}, failed {failed}.",
         "usage_unavailable": "Usage cannot be read right now.",
         "quota_videos_per_day": "Videos today: {used} of {limit} (resets {resets})",
         "quota_videos_per_month": "Videos this month: {used} of {limit} (resets {resets})",

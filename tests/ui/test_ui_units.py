@@ -250,7 +250,7 @@ def test_the_usage_box_shows_the_months_work_and_marks_a_reached_quota() -> None
                              QuotaState(quota="compute_units_per_month", limit=100, used=4.71, resets_at=resets)])
     shown = usage_html("en", usage)
     assert 'data-videos="3"' in shown and 'data-frames="24"' in shown and 'data-failed="1"' in shown
-    assert "3 videos, 24 frames, 4.7 compute units, 2.5 model seconds, 1 from the cache, 1 failed" in shown
+    assert "videos 3, frames 24, compute units 4.7, model seconds 2.5, from the cache 1, failed 1" in shown
     reached, open_ = shown.split("<li")[1:]
     assert 'class="i2v-quota i2v-quota-reached" data-quota="videos_per_day"' in reached
     assert "Videos today: 3 of 3 (resets 2026-12-04 00:00 UTC): reached" in reached
